@@ -1,0 +1,45 @@
+"""The ``attnsim`` command line. Exit codes: 0 ok, 1 a check failed, 2 bad input."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import AttnsimError
+from .hw import hw
+from .predict import predict, speedup
+
+EXIT_BAD_INPUT = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="attnsim")
+def cli() -> None:
+    """attnsim: exact counts, roofline and tile-level times for attention patterns."""
+
+
+cli.add_command(predict)
+cli.add_command(speedup)
+cli.add_command(hw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: every bad input becomes one line on stderr and exit code 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="attnsim", standalone_mode=False)
+    except AttnsimError as err:
+        click.echo(f"attnsim: error: {err}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.Abort:
+        click.echo("attnsim: aborted", err=True)
+        return 130
+    except click.ClickException as err:
+        click.echo(f"attnsim: error: {err.format_message()}", err=True)
+        return EXIT_BAD_INPUT
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The pattern interface: a named, parameterised product of per-dimension rules."""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..workload import Workload
+
+BRUTE_FORCE_LIMIT = 1 << 24  # (query, key) pairs a materialised test mask may have
+
+
+@dataclass(frozen=True)
+class AxisLayout:
+    """How a pattern sees the tokens: per-dimension extents and one rule per dimension."""
+
+    q_extents: tuple[int, ...]
+    kv_extents: tuple[int, ...]
+    rules: tuple
+
+
+class Pattern(ABC):
+    """A mask-expressible attention pattern.
+
+    Subclasses name themselves, validate their parameters against a workload (raising
+    :class:`PatternError` with the field and the fix), and give their per-dimension rules.
+    Counting is shared: products of the rules' closed forms.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def check(self, wl: Workload) -> None:
+        """Raise PatternError if the parameters cannot apply to ``wl``."""
+
+    @abstractmethod
+    def layout(self, wl: Workload) -> AxisLayout:
+        """Per-dimension rules; call ``check`` first."""
+
+    @abstractmethod
+    def params(self) -> dict:
+        """Parameters for JSON output and reports."""
+
+    def assumptions(self, wl: Workload) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params().items())
+        return f"{self.name}({args})" if args else self.name
+
+    # -- exact counts (products of per-dimension closed forms) --------------------------
+    def pairs_per_head(self, wl: Workload) -> int:
+        lay = self.layout(wl)
+        return math.prod(r.pairs(a, b) for r, a, b in zip(lay.rules, lay.q_extents, lay.kv_extents))
+
+    def touched_keys(self, wl: Workload) -> int:
+        """Keys attended by at least one query (per KV head): what must be read at least once."""
+        lay = self.layout(wl)
+        return math.prod(
+            r.touched_keys(a, b) for r, a, b in zip(lay.rules, lay.q_extents, lay.kv_extents)
+        )
+
+    # -- brute-force reference (tests only) ---------------------------------------------
+    def mask(self, wl: Workload) -> np.ndarray:
+        """The full boolean ``(q_len, kv_len)`` mask over flattened positions: O(N²), tests only."""
+        if wl.q_len * wl.kv_len > BRUTE_FORCE_LIMIT:
+            raise MemoryError(f"mask of {wl.q_len}x{wl.kv_len} is too large to materialise")
+        lay = self.layout(wl)
+        q_coords = np.unravel_index(np.arange(math.prod(lay.q_extents)), lay.q_extents)
+        k_coords = np.unravel_index(np.arange(math.prod(lay.kv_extents)), lay.kv_extents)
+        out = np.ones((len(q_coords[0]), len(k_coords[0])), dtype=bool)
+        for rule, qc, kc, lq, lkv in zip(lay.rules, q_coords, k_coords, lay.q_extents, lay.kv_extents):
+            out &= rule.keep(qc[:, None], kc[None, :], lq, lkv)
+        return out
+
+
+def _fmt(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return str(value)

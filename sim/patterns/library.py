@@ -1,0 +1,147 @@
+"""Dense, causal, sliding-window and neighborhood attention."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import PatternError
+from ..workload import Workload
+from .axes import BandAxis, DenseAxis, NeighborhoodAxis
+from .base import AxisLayout, Pattern
+
+BOTTOM_RIGHT = ("with q_len != kv_len the mask is aligned bottom-right (FlashAttention-2 >= 2.1 "
+                "convention): query i sits at key position i + kv_len - q_len")
+FLATTENED = "on a token grid the 1D mask applies to the row-major flattened sequence"
+
+
+def _flat(wl: Workload, rule) -> AxisLayout:
+    return AxisLayout((wl.q_len,), (wl.kv_len,), (rule,))
+
+
+def _alignment_notes(wl: Workload) -> list[str]:
+    notes = [BOTTOM_RIGHT] if wl.q_len != wl.kv_len else []
+    return notes + ([FLATTENED] if wl.grid is not None and len(wl.grid) > 1 else [])
+
+
+@dataclass(frozen=True)
+class Dense(Pattern):
+    name = "dense"
+
+    def check(self, wl: Workload) -> None:
+        pass
+
+    def layout(self, wl: Workload) -> AxisLayout:
+        return AxisLayout(wl.q_grid, wl.kv_grid, tuple(DenseAxis() for _ in wl.q_grid))
+
+    def params(self) -> dict:
+        return {}
+
+
+@dataclass(frozen=True)
+class Causal(Pattern):
+    name = "causal"
+
+    def check(self, wl: Workload) -> None:
+        pass
+
+    def layout(self, wl: Workload) -> AxisLayout:
+        return _flat(wl, BandAxis(left=None, right=0))
+
+    def params(self) -> dict:
+        return {}
+
+    def assumptions(self, wl: Workload) -> list[str]:
+        return _alignment_notes(wl)
+
+
+@dataclass(frozen=True)
+class Sliding(Pattern):
+    """1D sliding window of ``window`` keys (the query's own position included).
+
+    Causal: keys ``i-window+1 .. i``. Symmetric: ``window // 2`` keys before and
+    ``window - 1 - window // 2`` after. Windows shrink at the sequence ends (unlike
+    neighborhood attention, which shifts them).
+    """
+
+    window: int
+    causal: bool = False
+    name = "sliding"
+
+    def check(self, wl: Workload) -> None:
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window <= 0:
+            raise PatternError(f"window must be a positive integer, got {self.window!r}")
+        if self.window > wl.kv_len:
+            kind = "causal" if self.causal else "dense"
+            raise PatternError(
+                f"window={self.window} is larger than the kv length {wl.kv_len}: that is plain "
+                f"{kind} attention; use --pattern {kind} or a smaller --window"
+            )
+
+    def layout(self, wl: Workload) -> AxisLayout:
+        if self.causal:
+            return _flat(wl, BandAxis(left=self.window - 1, right=0))
+        return _flat(wl, BandAxis(left=self.window // 2, right=self.window - 1 - self.window // 2))
+
+    def params(self) -> dict:
+        return {"window": self.window, "causal": self.causal}
+
+    def assumptions(self, wl: Workload) -> list[str]:
+        return ["sliding windows shrink at the sequence ends (no shift)"] + _alignment_notes(wl)
+
+
+@dataclass(frozen=True)
+class Neighborhood(Pattern):
+    """Neighborhood attention (NATTEN semantics) on a 1–3D token grid, per-dimension window
+    and dilation. A single-entry window or dilation applies to every dimension."""
+
+    window: tuple[int, ...]
+    dilation: tuple[int, ...] = (1,)
+    name = "neighborhood"
+
+    def __post_init__(self) -> None:
+        for field in ("window", "dilation"):
+            value = getattr(self, field)
+            object.__setattr__(self, field, (value,) if isinstance(value, int) else tuple(value))
+
+    def _per_dim(self, field: str, rank: int) -> tuple[int, ...]:
+        values = tuple(getattr(self, field))
+        if len(values) == 1:
+            values = values * rank
+        if len(values) != rank:
+            raise PatternError(
+                f"{field} has {len(values)} dims but the tokens grid has {rank}: give one value "
+                f"per dimension (e.g. {'x'.join(['8'] * rank)}) or a single value for all"
+            )
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise PatternError(f"{field} entries must be positive integers, got {values}")
+        return values
+
+    def check(self, wl: Workload) -> None:
+        if wl.q_len != wl.kv_len:
+            raise PatternError(
+                "neighborhood attention is self-attention: q length must equal kv length "
+                f"(got {wl.q_len} and {wl.kv_len}); drop --kv-seq"
+            )
+        grid = wl.q_grid
+        windows = self._per_dim("window", len(grid))
+        dilations = self._per_dim("dilation", len(grid))
+        for d, (w, dil, length) in enumerate(zip(windows, dilations, grid)):
+            if w * dil > length:
+                raise PatternError(
+                    f"window[{d}]={w} x dilation[{d}]={dil} exceeds tokens[{d}]={length}: "
+                    "NATTEN needs window * dilation <= length in every dimension"
+                )
+
+    def layout(self, wl: Workload) -> AxisLayout:
+        grid = wl.q_grid
+        windows = self._per_dim("window", len(grid))
+        dilations = self._per_dim("dilation", len(grid))
+        rules = tuple(NeighborhoodAxis(w, d) for w, d in zip(windows, dilations))
+        return AxisLayout(grid, grid, rules)
+
+    def params(self) -> dict:
+        return {"window": tuple(self.window), "dilation": tuple(self.dilation)}
+
+    def assumptions(self, wl: Workload) -> list[str]:
+        return ["neighborhood windows are shifted, not shrunk, at borders (NATTEN): every "
+                "query attends exactly prod(window) keys"]
