@@ -40,7 +40,9 @@ WORKLOAD_OPTIONS = [
                  help="New query tokens per decode step (speculative decoding > 1)."),
     click.option("--window", default=None, help="Window: 512 (sliding) or 18x24x24 (neighborhood)."),
     click.option("--dilation", default=None, help="Neighborhood dilation per dim, e.g. 1x2x2."),
-    click.option("--causal", is_flag=True, default=False, help="Causal variant (sliding window)."),
+    click.option("--stride", default=None, help="Neighborhood (GNA) stride per dim, e.g. 16x8x8."),
+    click.option("--causal", is_flag=False, flag_value="all", default=None,
+                 help="Causal variant: --causal alone = every dim; per dim as 1x0x0."),
 ]
 
 
@@ -56,7 +58,7 @@ def workload_options(fn):
 
 
 FLAG_NAMES = {"pattern", "batch", "heads", "kv_heads", "seq", "tokens", "kv_seq", "head_dim",
-              "v_head_dim", "dtype", "phase", "decode_tokens", "window", "dilation", "causal"}
+              "v_head_dim", "dtype", "phase", "decode_tokens", "window", "dilation", "stride", "causal"}
 
 
 def build_workload(f: dict) -> Workload:
@@ -74,27 +76,44 @@ def build_workload(f: dict) -> Workload:
     return Workload.sequence(f["seq"], kv_len=f["kv_seq"], decode_tokens=f["decode_tokens"], **common)
 
 
+def parse_causal(text: str | None) -> tuple[bool, ...] | None:
+    """None -> None; 'all' (bare --causal) -> (True,); '1x0x0' -> (True, False, False)."""
+    if text is None:
+        return None
+    if text == "all":
+        return (True,)
+    parts = str(text).lower().split("x")
+    if not all(p in ("0", "1") for p in parts):
+        raise AttnsimError(f"--causal {text!r}: use --causal alone, or 0/1 per dim like 1x0x0")
+    return tuple(p == "1" for p in parts)
+
+
+def _refuse(name: str, **given) -> None:
+    for flag, value in given.items():
+        if value is not None:
+            raise PatternError(f"--{flag} does not apply to --pattern {name}")
+
+
 def build_pattern(f: dict) -> Pattern:
     name, window = f["pattern"], parse_dims("--window", f["window"])
-    dilation = parse_dims("--dilation", f["dilation"])
+    dilation, stride = parse_dims("--dilation", f["dilation"]), parse_dims("--stride", f["stride"])
+    causal = parse_causal(f["causal"])
     if name in ("dense", "causal"):
-        for flag, value in (("--window", window), ("--dilation", dilation)):
-            if value is not None:
-                raise PatternError(f"{flag} does not apply to --pattern {name}")
-        if f["causal"] and name == "dense":
+        _refuse(name, window=window, dilation=dilation, stride=stride)
+        if causal is not None and name == "dense":
             raise PatternError("--causal does not apply to --pattern dense: use --pattern causal")
         return Causal() if name == "causal" else Dense()
     if window is None:
         raise PatternError(f"--pattern {name} needs --window (e.g. 512, or 18x24x24 on a grid)")
     if name == "sliding":
+        _refuse(name, dilation=dilation, stride=stride)
         if len(window) != 1:
             raise PatternError("--window for sliding is one number (keys per query), e.g. 4096")
-        if dilation is not None:
-            raise PatternError("--dilation applies to --pattern neighborhood, not sliding")
-        return Sliding(window=window[0], causal=f["causal"])
-    if f["causal"]:
-        raise PatternError("causal neighborhood attention arrives with the GNA model; drop --causal")
-    return Neighborhood(window=window, dilation=dilation or (1,))
+        if causal is not None and len(causal) != 1:
+            raise PatternError("--causal for sliding takes no per-dim value: use --causal alone")
+        return Sliding(window=window[0], causal=bool(causal and causal[0]))
+    return Neighborhood(window=window, dilation=dilation or (1,), stride=stride or (1,),
+                        causal=causal or (False,))
 
 
 def spec_from_flags(f: dict):

@@ -1,9 +1,14 @@
-"""Per-dimension attention rules and their exact closed-form counts.
+"""Per-dimension attention rules and their exact counts.
 
 A mask-expressible pattern is a product of 1D rules, one per token-grid dimension: a query
 keeps key ``(k_1..k_r)`` iff every dimension's rule keeps ``(q_d, k_d)``. Pair counts and
-touched-key counts of a product are products of the per-dimension counts, so nothing here is
-ever O(N²). Each rule also has ``keep`` — the brute-force predicate tests compare against.
+touched-key counts of a product are products of per-dimension counts, so nothing here is
+ever O(N²).
+
+Every rule splits its axis into *groups* (dilation groups for neighborhood attention, one group
+otherwise); inside a group each query ``i`` keeps the contiguous keys ``[start(i), stop(i))``,
+with ``start`` and ``stop`` non-decreasing in ``i``. Tile counting (attnsim.tiles) relies on
+exactly that. ``keep`` is the brute-force predicate the tests compare every count against.
 """
 from __future__ import annotations
 
@@ -24,8 +29,28 @@ def clamped_arith_sum(n: int, a: int, hi: int) -> int:
 
 
 @dataclass(frozen=True)
+class AxisGroup:
+    """Positions ``offset, offset + step, ...`` of one axis: ``q_len`` queries, ``kv_len`` keys."""
+
+    offset: int
+    step: int
+    q_len: int
+    kv_len: int
+
+
+def _single_group(lq: int, lkv: int) -> list[AxisGroup]:
+    return [AxisGroup(0, 1, lq, lkv)]
+
+
+@dataclass(frozen=True)
 class DenseAxis:
     """Every query keeps every key along this dimension."""
+
+    def groups(self, lq: int, lkv: int) -> list[AxisGroup]:
+        return _single_group(lq, lkv)
+
+    def bounds(self, i: np.ndarray, g: AxisGroup) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros_like(i), np.full_like(i, g.kv_len)
 
     def pairs(self, lq: int, lkv: int) -> int:
         return lq * lkv
@@ -49,6 +74,15 @@ class BandAxis:
 
     left: int | None
     right: int | None
+
+    def groups(self, lq: int, lkv: int) -> list[AxisGroup]:
+        return _single_group(lq, lkv)
+
+    def bounds(self, i: np.ndarray, g: AxisGroup) -> tuple[np.ndarray, np.ndarray]:
+        c = i + (g.kv_len - g.q_len)
+        start = np.zeros_like(i) if self.left is None else np.clip(c - self.left, 0, g.kv_len)
+        stop = np.full_like(i, g.kv_len) if self.right is None else np.clip(c + self.right + 1, 0, g.kv_len)
+        return start, np.maximum(start, stop)
 
     def pairs(self, lq: int, lkv: int) -> int:
         offset = lkv - lq
@@ -76,32 +110,57 @@ class BandAxis:
 
 @dataclass(frozen=True)
 class NeighborhoodAxis:
-    """NATTEN neighborhood attention along one dimension (self-attention, ``lq == lkv``).
+    """Generalized neighborhood attention along one dimension, as NATTEN defines it
+    (self-attention, ``lq == lkv == L``).
 
-    Positions with the same ``i % dilation`` form a sub-axis of length
-    ``ceil((L - r) / dilation)``; on it the window of ``window`` keys starts at
-    ``clamp(i' - window // 2, 0, L_r - window)``: shifted, never shrunk, at the borders, so
-    every query sees exactly ``window`` keys. Matches NATTEN's ``get_window_start``
-    (csrc/include/natten/naive/natten.cuh, and the reference backend in natten >= 0.20).
+    Dilation ``d``: positions with the same ``i % d`` form a sub-axis of length
+    ``ceil((L - r) / d)``; everything below happens inside it. Stride ``s``: queries in groups
+    of ``s`` share one window. Non-causal: the group's centre query ``min(floor(i/s)*s + s//2,
+    L-1)`` leads, window ``[clamp(lead - k//2, 0, L-k), +k)`` (shifted, never shrunk, so every
+    query sees exactly ``k`` keys). Causal: the group's last query leads, window
+    ``[max(lead - k + 1, 0), i + 1)`` (clipped at 0). Matches NATTEN 0.21
+    ``get_win_start``/``get_win_end`` in csrc/include/natten/cuda/fna_blackwell/collective/
+    fna_fusion.hpp and ``qkv_fix_dilation`` in csrc/include/natten/cuda/reference/mask.hpp.
+    Indices past ``L`` (tile padding) use the leader clamped to ``L-1``, as the kernels do.
     """
 
     window: int
     dilation: int = 1
+    stride: int = 1
+    causal: bool = False
+
+    def groups(self, lq: int, lkv: int) -> list[AxisGroup]:
+        d = self.dilation
+        return [AxisGroup(r, d, (lq - r + d - 1) // d, (lkv - r + d - 1) // d) for r in range(min(d, lq))]
+
+    def bounds(self, i: np.ndarray, g: AxisGroup) -> tuple[np.ndarray, np.ndarray]:
+        k, s, length = self.window, self.stride, g.q_len
+        if self.causal:
+            lead = np.minimum((i // s) * s + s - 1, length - 1)
+            return np.maximum(lead - k + 1, 0), np.minimum(i + 1, length)
+        lead = np.minimum((i // s) * s + s // 2, length - 1)
+        start = np.clip(lead - k // 2, 0, length - k)
+        return start, start + k
+
+    def _group_pairs(self, g: AxisGroup) -> int:
+        start, stop = self.bounds(np.arange(g.q_len, dtype=np.int64), g)
+        return int((stop - start).sum())
 
     def pairs(self, lq: int, lkv: int) -> int:
-        return lq * self.window
+        if not self.causal:
+            return lq * self.window
+        return sum(self._group_pairs(g) for g in self.groups(lq, lkv))
 
     def touched_keys(self, lq: int, lkv: int) -> int:
-        return lkv
-
-    def window_start(self, q: np.ndarray, length: int) -> np.ndarray:
-        """First kept key of each query, in sub-axis coordinates."""
-        d, r = self.dilation, q % self.dilation
-        sub_len = (length - r + d - 1) // d
-        return np.clip(q // d - self.window // 2, 0, sub_len - self.window)
+        return lkv  # every key is in some query's window (its own, at least)
 
     def keep(self, q: np.ndarray, k: np.ndarray, lq: int, lkv: int) -> np.ndarray:
         d = self.dilation
-        start = self.window_start(q, lq)
+        start = np.empty(np.shape(q), dtype=np.int64)
+        stop = np.empty(np.shape(q), dtype=np.int64)
+        for g in self.groups(lq, lkv):  # windows depend on the group's length
+            sel = (q % d) == g.offset
+            s0, s1 = self.bounds(q[sel] // d, g)
+            start[sel], stop[sel] = s0, s1
         ks = k // d
-        return (k % d == q % d) & (ks >= start) & (ks < start + self.window)
+        return (k % d == q % d) & (ks >= start) & (ks < stop)

@@ -90,19 +90,21 @@ class Sliding(Pattern):
 
 @dataclass(frozen=True)
 class Neighborhood(Pattern):
-    """Neighborhood attention (NATTEN semantics) on a 1–3D token grid, per-dimension window
-    and dilation. A single-entry window or dilation applies to every dimension."""
+    """Generalized neighborhood attention (NATTEN semantics) on a 1–3D token grid: per-dimension
+    window, dilation, stride and causal flag. A single entry applies to every dimension."""
 
     window: tuple[int, ...]
     dilation: tuple[int, ...] = (1,)
+    stride: tuple[int, ...] = (1,)
+    causal: tuple[bool, ...] = (False,)
     name = "neighborhood"
 
     def __post_init__(self) -> None:
-        for field in ("window", "dilation"):
+        for field in ("window", "dilation", "stride", "causal"):
             value = getattr(self, field)
-            object.__setattr__(self, field, (value,) if isinstance(value, int) else tuple(value))
+            object.__setattr__(self, field, (value,) if isinstance(value, (int, bool)) else tuple(value))
 
-    def _per_dim(self, field: str, rank: int) -> tuple[int, ...]:
+    def _per_dim(self, field: str, rank: int) -> tuple:
         values = tuple(getattr(self, field))
         if len(values) == 1:
             values = values * rank
@@ -111,9 +113,11 @@ class Neighborhood(Pattern):
                 f"{field} has {len(values)} dims but the tokens grid has {rank}: give one value "
                 f"per dimension (e.g. {'x'.join(['8'] * rank)}) or a single value for all"
             )
+        kind = bool if field == "causal" else int
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise PatternError(f"{field} entries must be positive integers, got {values}")
+            bad = not isinstance(v, kind) if kind is bool else (isinstance(v, bool) or not isinstance(v, int) or v <= 0)
+            if bad:
+                raise PatternError(f"{field} entries must be {'0/1' if kind is bool else 'positive integers'}, got {values}")
         return values
 
     def check(self, wl: Workload) -> None:
@@ -123,25 +127,32 @@ class Neighborhood(Pattern):
                 f"(got {wl.q_len} and {wl.kv_len}); drop --kv-seq"
             )
         grid = wl.q_grid
-        windows = self._per_dim("window", len(grid))
-        dilations = self._per_dim("dilation", len(grid))
-        for d, (w, dil, length) in enumerate(zip(windows, dilations, grid)):
+        per_dim = zip(*(self._per_dim(f, len(grid)) for f in ("window", "dilation", "stride")), grid)
+        for d, (w, dil, stride, length) in enumerate(per_dim):
             if w * dil > length:
                 raise PatternError(
                     f"window[{d}]={w} x dilation[{d}]={dil} exceeds tokens[{d}]={length}: "
                     "NATTEN needs window * dilation <= length in every dimension"
                 )
+            if stride > w:
+                raise PatternError(f"stride[{d}]={stride} is larger than window[{d}]={w}: "
+                                   "NATTEN needs stride <= window")
 
     def layout(self, wl: Workload) -> AxisLayout:
         grid = wl.q_grid
-        windows = self._per_dim("window", len(grid))
-        dilations = self._per_dim("dilation", len(grid))
-        rules = tuple(NeighborhoodAxis(w, d) for w, d in zip(windows, dilations))
+        per_dim = zip(*(self._per_dim(f, len(grid)) for f in ("window", "dilation", "stride", "causal")))
+        rules = tuple(NeighborhoodAxis(w, d, s, c) for w, d, s, c in per_dim)
         return AxisLayout(grid, grid, rules)
 
     def params(self) -> dict:
-        return {"window": tuple(self.window), "dilation": tuple(self.dilation)}
+        return {"window": self.window, "dilation": self.dilation, "stride": self.stride,
+                "causal": tuple(int(c) for c in self.causal)}
 
     def assumptions(self, wl: Workload) -> list[str]:
-        return ["neighborhood windows are shifted, not shrunk, at borders (NATTEN): every "
-                "query attends exactly prod(window) keys"]
+        notes = ["neighborhood windows are shifted, not shrunk, at borders (NATTEN): non-causal "
+                 "queries attend exactly prod(window) keys"]
+        if any(self.causal):
+            notes.append("causal dimensions clip the window at the start (NATTEN causal NA)")
+        if any(s > 1 for s in self.stride):
+            notes.append("stride groups share the window of their centre query (causal: last query)")
+        return notes
