@@ -5,9 +5,10 @@ because GPUs run them on a separate, much slower unit (the SFU/MUFU).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .patterns.base import Pattern
+from .tiles import POLICY_NOTES, TileCounts, Tiling, count_tiles
 from .workload import Workload
 
 LSE_BYTES = 4  # fp32 log-sum-exp per query row, saved by the forward for the backward
@@ -40,6 +41,7 @@ class Flops:
     pv: int
     exp: int
     softmax_other: int
+    executed: int | None = None  # matmul FLOPs of every visited tile, masked-out work included
 
     @property
     def matmul(self) -> int:
@@ -72,6 +74,7 @@ class Counts:
     flops: Flops
     bytes: Bytes
     assumptions: tuple[str, ...] = field(default_factory=tuple)
+    tiles: TileCounts | None = None
 
     @property
     def attended_pairs(self) -> int:
@@ -92,6 +95,14 @@ class Counts:
             "flops": self.flops.to_dict(),
             "bytes": self.bytes.to_dict(),
         }
+
+    def tiles_dict(self) -> dict | None:
+        """Tile counts summed over batch and heads (per-problem counts under ``per_head``)."""
+        if self.tiles is None:
+            return None
+        t, heads = self.tiles, self.workload.heads_total
+        totals = {k: v * heads for k, v in t.to_dict().items() if isinstance(v, int)}
+        return {**t.to_dict(), **totals, "per_head": t.to_dict()}
 
 
 def _flops(wl: Workload, pairs: int) -> Flops:
@@ -137,15 +148,23 @@ def _bytes(wl: Workload, touched_keys: int, pairs_dense: int) -> Bytes:
     return Bytes(by_tensor=by_tensor, compulsory=compulsory, unfused=compulsory + passes * scores)
 
 
-def count(wl: Workload, pattern: Pattern) -> Counts:
-    """Exact counts of ``pattern`` on ``wl``; raises PatternError for impossible parameters."""
+def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Counts:
+    """Exact counts of ``pattern`` on ``wl`` (and its tiles, given a tiling); raises
+    PatternError for impossible parameters."""
     pattern.check(wl)
     pairs = pattern.pairs_per_head(wl)
     touched = pattern.touched_keys(wl)
     dense_pairs = wl.q_len * wl.kv_len
+    flops = _flops(wl, pairs)
+    tiles, notes = None, []
+    if tiling is not None:
+        tiles = count_tiles(wl, pattern, tiling)
+        # matmul FLOPs of one pair in every head, times the pair slots visited tiles compute
+        flops = replace(flops, executed=_flops(wl, 1).matmul * tiles.visited_pairs)
+        notes = [POLICY_NOTES[tiling.policy]]
     return Counts(
         workload=wl, pattern=pattern.describe(), pairs_per_head=pairs,
         dense_pairs_per_head=dense_pairs, touched_keys=touched,
-        flops=_flops(wl, pairs), bytes=_bytes(wl, touched, dense_pairs),
-        assumptions=tuple(ASSUMPTIONS + pattern.assumptions(wl)),
+        flops=flops, bytes=_bytes(wl, touched, dense_pairs),
+        assumptions=tuple(ASSUMPTIONS + pattern.assumptions(wl) + notes), tiles=tiles,
     )

@@ -7,6 +7,7 @@ from .counting import Counts, count
 from .hwmodels import Profile, Roofline, load_profile, roofline
 from .hwmodels.roofline import launch_time_s
 from .patterns import Dense, Pattern
+from .tiles import Tiling, default_tiling
 from .workload import Workload
 
 
@@ -38,8 +39,10 @@ class Prediction:
     @property
     def speedup_vs_dense(self) -> dict[str, float]:
         p, d = self.pattern, self.dense
+        pt, dt = p.counts.tiles, d.counts.tiles
         return {
             "flop": d.counts.pairs_per_head / p.counts.pairs_per_head if p.counts.pairs_per_head else float("inf"),
+            "tile": dt.visited / pt.visited if pt.visited else float("inf"),
             "roofline": d.roofline.time_s / p.roofline.time_s,
             "predicted": d.predicted_s / p.predicted_s,
         }
@@ -58,6 +61,7 @@ class Prediction:
             "workload": _workload_dict(p.counts.workload),
             "pattern": p.counts.pattern,
             "counts": p.counts.to_dict(),
+            "tiles": p.counts.tiles_dict(),
             "time_s": {"roofline": p.roofline.time_s, "predicted": p.predicted_s,
                        "roofs": p.roofline.roofs_s, "breakdown": p.breakdown_s,
                        "dense_predicted": self.dense.predicted_s},
@@ -73,8 +77,13 @@ def _workload_dict(wl: Workload) -> dict:
     return out
 
 
-def predict(workload: Workload, pattern: Pattern, hw: Profile | str) -> Prediction:
-    """Exact counts of ``pattern`` and of dense attention on ``workload``, priced on ``hw``."""
+def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
+            tiling: Tiling | None = None) -> Prediction:
+    """Exact counts of ``pattern`` and of dense attention on ``workload`` (both tiled alike),
+    priced on ``hw``. Without a tiling: FlexAttention 128x128 blocks on 1D layouts, NATTEN's
+    Hopper boxes on grids (:func:`attnsim.tiles.default_tiling`)."""
     profile = load_profile(hw) if isinstance(hw, str) else hw
-    return Prediction(profile, price(count(workload, pattern), profile),
-                      price(count(workload, Dense()), profile))
+    pattern.check(workload)
+    tiling = tiling or default_tiling(workload, pattern)
+    return Prediction(profile, price(count(workload, pattern, tiling), profile),
+                      price(count(workload, Dense(), tiling), profile))

@@ -7,6 +7,7 @@ import click
 
 from ..errors import AttnsimError, PatternError
 from ..patterns import REGISTRY, Causal, Dense, Neighborhood, Pattern, Sliding
+from ..tiles import POLICIES, Tiling, default_tiling
 from ..workload import DTYPES, PHASES, Workload
 
 
@@ -43,6 +44,10 @@ WORKLOAD_OPTIONS = [
     click.option("--stride", default=None, help="Neighborhood (GNA) stride per dim, e.g. 16x8x8."),
     click.option("--causal", is_flag=False, flag_value="all", default=None,
                  help="Causal variant: --causal alone = every dim; per dim as 1x0x0."),
+    click.option("--q-tile", default=None, help="Q tile: 128 (1D blocks) or 4x4x8 (grid boxes)."),
+    click.option("--kv-tile", default=None, help="KV tile, same rank as --q-tile."),
+    click.option("--policy", type=click.Choice(list(POLICIES)), default=None,
+                 help="Tile iteration: block-sparse (FlexAttention), range (NATTEN FNA), dense."),
 ]
 
 
@@ -58,7 +63,8 @@ def workload_options(fn):
 
 
 FLAG_NAMES = {"pattern", "batch", "heads", "kv_heads", "seq", "tokens", "kv_seq", "head_dim",
-              "v_head_dim", "dtype", "phase", "decode_tokens", "window", "dilation", "stride", "causal"}
+              "v_head_dim", "dtype", "phase", "decode_tokens", "window", "dilation", "stride", "causal",
+              "q_tile", "kv_tile", "policy"}
 
 
 def build_workload(f: dict) -> Workload:
@@ -116,8 +122,17 @@ def build_pattern(f: dict) -> Pattern:
                         causal=causal or (False,))
 
 
+def build_tiling(f: dict, wl: Workload, pattern: Pattern) -> Tiling:
+    q_tile, kv_tile = parse_dims("--q-tile", f["q_tile"]), parse_dims("--kv-tile", f["kv_tile"])
+    default = default_tiling(wl, pattern, f["policy"])
+    if q_tile is None and kv_tile is None:
+        return default
+    q_tile = q_tile or kv_tile
+    return Tiling(q_tile, kv_tile or q_tile, f["policy"] or default.policy)
+
+
 def spec_from_flags(f: dict):
-    """Flags -> (workload, pattern), both validated (raises AttnsimError on bad input)."""
+    """Flags -> (workload, pattern, tiling), validated (raises AttnsimError on bad input)."""
     wl, pattern = build_workload(f), build_pattern(f)
     pattern.check(wl)
-    return wl, pattern
+    return wl, pattern, build_tiling(f, wl, pattern)

@@ -20,8 +20,8 @@ from .options import workload_options
 @workload_options
 def predict(spec, hw_name: str, as_json: bool) -> None:
     """Exact counts, roofline and predicted time of a pattern, and its speedup vs dense."""
-    wl, pattern = spec
-    result = run_predict(wl, pattern, load_profile(hw_name))
+    wl, pattern, tiling = spec
+    result = run_predict(wl, pattern, load_profile(hw_name), tiling)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -59,8 +59,13 @@ def render_prediction(r: Prediction, console: Console) -> None:
     times.add_row("[bold]predicted[/]", fmt.seconds(r.pattern.predicted_s), fmt.seconds(r.dense.predicted_s))
     console.print(times)
     s = r.speedup_vs_dense
-    console.print(f"Speedup vs dense: FLOP bound [bold]{fmt.ratio(s['flop'])}[/], roofline "
-                  f"[bold]{fmt.ratio(s['roofline'])}[/], predicted [bold]{fmt.ratio(s['predicted'])}[/]")
+    t = c.tiles
+    console.print(f"Tiles ({t.policy}, Q {'x'.join(map(str, t.q_tile))} / KV {'x'.join(map(str, t.kv_tile))}, "
+                  f"per head): {t.total:,} total, {t.full:,} full, {t.partial:,} partial, {t.empty:,} empty; "
+                  f"{t.visited:,} visited, {t.masked:,} masked")
+    console.print(f"Speedup vs dense: FLOP bound [bold]{fmt.ratio(s['flop'])}[/], tile bound "
+                  f"[bold]{fmt.ratio(s['tile'])}[/], roofline [bold]{fmt.ratio(s['roofline'])}[/], "
+                  f"predicted [bold]{fmt.ratio(s['predicted'])}[/]")
     console.print("[dim]Assumptions:[/]")
     for note in r.assumptions:
         console.print(f"[dim] • {note}[/]")
@@ -72,29 +77,29 @@ def render_prediction(r: Prediction, console: Console) -> None:
 @workload_options
 def speedup(spec, hw_names: tuple[str, ...], as_json: bool) -> None:
     """One table: the pattern versus dense attention on several hardware profiles."""
-    wl, pattern = spec
+    wl, pattern, tiling = spec
     profiles = [load_profile(n) for n in hw_names] if hw_names else list_profiles()
     rows = []
     for hw in profiles:
         try:
-            rows.append(run_predict(wl, pattern, hw).to_dict())
+            rows.append(run_predict(wl, pattern, hw, tiling).to_dict())
         except AttnsimError as err:  # e.g. a dtype this device lacks: say so in its row
             rows.append({"hw": {"name": hw.name, "kind": hw.kind}, "error": str(err)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=f"{pattern.describe()} vs dense — {fmt.workload_line(wl)}")
-    for col in ("hardware", "bound by", "dense", "pattern", "FLOP bound", "roofline", "predicted"):
+    for col in ("hardware", "bound by", "dense", "pattern", "FLOP bound", "tile bound", "roofline", "predicted"):
         table.add_column(col, justify="left" if col in ("hardware", "bound by") else "right")
     errors = []
     for row in rows:
         if "error" in row:
-            table.add_row(row["hw"]["name"], "[red]n/a[/]", *["-"] * 5)
+            table.add_row(row["hw"]["name"], "[red]n/a[/]", *["-"] * 6)
             errors.append(f"{row['hw']['name']}: {row['error']}")
             continue
         t, s = row["time_s"], row["speedup_vs_dense"]
         table.add_row(row["hw"]["name"], row["bound_by"], fmt.seconds(t["dense_predicted"]),
-                      fmt.seconds(t["predicted"]), fmt.ratio(s["flop"]), fmt.ratio(s["roofline"]),
+                      fmt.seconds(t["predicted"]), fmt.ratio(s["flop"]), fmt.ratio(s["tile"]), fmt.ratio(s["roofline"]),
                       fmt.ratio(s["predicted"]))
     console = Console()
     console.print(table)

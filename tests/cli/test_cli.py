@@ -32,6 +32,21 @@ def test_predict_json_has_the_documented_keys(capsys):
     assert set(d["speedup_vs_dense"]) >= {"flop", "roofline", "predicted"}
     assert all(isinstance(a, str) for a in d["assumptions"]) and d["assumptions"]
     assert d["counts"]["attended_pairs"] == 24 * 30 * 48 * 80 * 18 * 24 * 24
+    tiles = d["tiles"]
+    for key in ("q_tile", "kv_tile", "policy", "total", "full", "partial", "empty", "visited"):
+        assert key in tiles
+    assert tiles["total"] == tiles["full"] + tiles["partial"] + tiles["empty"]
+    assert d["counts"]["flops"]["executed"] >= d["counts"]["flops"]["matmul"]
+    assert d["speedup_vs_dense"]["tile"] <= d["speedup_vs_dense"]["flop"]
+
+
+def test_gna_tile_flags(capsys):
+    code, out, _ = run(capsys, "predict", *HUNYUAN, "--stride", "16x8x8", "--q-tile", "2x8x8",
+                       "--kv-tile", "2x8x8", "--policy", "range", "--json")
+    d = json.loads(out)
+    assert code == 0
+    assert (d["tiles"]["q_tile"], d["tiles"]["policy"], d["tiles"]["partial"]) == ("2x8x8", "range", 0)
+    assert d["speedup_vs_dense"]["tile"] == pytest.approx(100 / 9)
 
 
 def test_predict_table_for_people(capsys):
@@ -78,9 +93,14 @@ def test_hw_show_lists_sources(capsys):
     (["predict", "--seq", "abc"], "--seq"),
     (["predict", "--seq", "64", "--pattern", "nope"], "--pattern"),
     (["hw", "check", "/nonexistent.yaml"], "cannot read"),
+    (HUNYUAN + ["--q-tile", "4x4"], "q_tile"),
+    (HUNYUAN + ["--stride", "32x1x1"], "stride[0]=32"),
+    (HUNYUAN + ["--causal", "1x2x0"], "--causal"),
+    (HUNYUAN + ["--policy", "sideways"], "--policy"),
+    (["predict", "--seq", "64", "--pattern", "causal", "--stride", "2"], "--stride"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, field):
-    code, out, err = run(capsys, *argv)
+    code, out, err = run(capsys, *(argv if argv[0] in ("predict", "hw") else ["predict", *argv]))
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
