@@ -54,7 +54,6 @@ def brute_force_tiles(wl, pattern, tiling):
 def natten_trip_count(wl, pattern, tiling):
     """NATTEN get_trip_count, transcribed: per Q tile, product over dims of the KV-tile range."""
     lay = pattern.layout(wl)
-    total = 0
     dims = []
     for rule, length, tq, tk in zip(lay.rules, lay.q_extents, tiling.q_tile, tiling.kv_tile):
         d = rule.dilation
@@ -69,8 +68,7 @@ def natten_trip_count(wl, pattern, tiling):
                 end = get_win_end(q1, last_start, rule.window, sub, rule.causal)
                 per_dim += -(-end // tk) - start // tk
         dims.append(per_dim)
-    total = math.prod(dims)
-    return total
+    return math.prod(dims)
 
 
 @st.composite
