@@ -92,6 +92,7 @@ class Workload:
         grid = tuple(grid)
         if not grid:
             raise WorkloadError("tokens grid must have 1 to 3 dims, got 0")
+        # A bad extent gets its own error from _check_grid, not a confusing length mismatch.
         n = math.prod(grid) if all(isinstance(e, int) and e > 0 for e in grid) else 1
         return cls(batch=batch, q_heads=heads, kv_heads=kv_heads or heads, q_len=n, kv_len=n,
                    qk_head_dim=head_dim, v_head_dim=v_head_dim or head_dim, dtype=dtype,

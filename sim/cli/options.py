@@ -62,9 +62,15 @@ def workload_options(fn):
     return wrapper
 
 
-FLAG_NAMES = {"pattern", "batch", "heads", "kv_heads", "seq", "tokens", "kv_seq", "head_dim",
-              "v_head_dim", "dtype", "phase", "decode_tokens", "window", "dilation", "stride", "causal",
-              "q_tile", "kv_tile", "policy"}
+def _option_names() -> set[str]:
+    """Parameter names the WORKLOAD_OPTIONS define (read back from click, not re-typed)."""
+    def probe() -> None: ...
+    for option in WORKLOAD_OPTIONS:
+        option(probe)
+    return {param.name for param in probe.__click_params__}
+
+
+FLAG_NAMES = _option_names()
 
 
 def build_workload(f: dict) -> Workload:
