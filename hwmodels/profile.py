@@ -10,8 +10,10 @@ import yaml
 
 from attnsim.errors import PricingError, ProfileError
 
-from .schema import (KINDS, MATMUL_DTYPES, MATMUL_FAMILY, MATMUL_FIELD, QUANTITY_FIELDS,
-                     QUANTITY_KEYS, SCHEMA_VERSION, TOP_LEVEL_TEXT)
+from .schema import (FRACTION_FIELDS, KINDS, MATMUL_DTYPES, MATMUL_FAMILY, MATMUL_FIELD,
+                     NATTEN_TILES_FIELD, QUANTITY_FIELDS, QUANTITY_KEYS, SCHEMA_VERSION,
+                     TOP_LEVEL_TEXT)
+from .tileconfig import FusedTiles, parse_fused_tiles
 from .units import UNITS, family_of, to_si
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -34,6 +36,7 @@ class Profile:
     path: str
     matmul: dict[str, Quantity]
     fields: dict[str, Quantity]
+    natten_tiles: FusedTiles | None = None  # NATTEN's default tile shapes on this device
 
     def get(self, field: str) -> float:
         return self.fields[field].value_si
@@ -50,6 +53,8 @@ class Profile:
     def sources(self) -> dict[str, str]:
         out = {f"{MATMUL_FIELD}.{k}": q.source for k, q in self.matmul.items()}
         out.update({k: q.source for k, q in self.fields.items()})
+        if self.natten_tiles:
+            out[NATTEN_TILES_FIELD] = self.natten_tiles.source
         return out
 
 
@@ -113,6 +118,8 @@ def _check_top(where: str, data) -> str:
         raise ProfileError(f"{where}: name must be letters, digits, '-', '_' or '.', got {name!r}")
     allowed = set(TOP_LEVEL_TEXT) | {MATMUL_FIELD} | {
         f for f, (_, _, may) in QUANTITY_FIELDS.items() if kind in may}
+    if kind == "gpu":
+        allowed.add(NATTEN_TILES_FIELD)
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ProfileError(f"{where}: unknown field {unknown[0]!r} for kind {kind}; allowed: "
@@ -137,11 +144,16 @@ def parse_profile(data, where: str) -> Profile:
     for field, (family, required, _) in QUANTITY_FIELDS.items():
         if field in data:
             fields[field] = _quantity(f"{where}: {field}", data[field], family)
+            if field in FRACTION_FIELDS and fields[field].value_si > 1:
+                raise ProfileError(f"{where}: {field}.value: a fraction must be at most 1 "
+                                   f"(or 100 %), got {fields[field].value} {fields[field].unit}")
         elif kind in required:
             raise ProfileError(f"{where}: missing required field {field!r} for kind {kind} "
                                f"(a {{value, unit, source}} in {family})")
+    tiles = data.get(NATTEN_TILES_FIELD)
+    tiles = parse_fused_tiles(f"{where}: {NATTEN_TILES_FIELD}", tiles) if tiles is not None else None
     return Profile(name=data["name"], kind=kind, description=str(data.get("description", "")),
-                   path=where, matmul=matmul, fields=fields)
+                   path=where, matmul=matmul, fields=fields, natten_tiles=tiles)
 
 
 def load_profile_file(path: str | Path) -> Profile:

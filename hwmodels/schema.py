@@ -23,6 +23,16 @@ QUANTITY_FIELDS: dict[str, tuple[str, set[str], set[str]]] = {
     "l2_bytes_per_core": ("bytes", {"cpu"}, {"cpu"}),
     "l3_bytes": ("bytes", {"cpu"}, {"cpu"}),
     "tdp_w": ("W", set(), _ALL),
+    # Tile-level GPU model (attnsim.hwmodels.tilecost). Rough until `attnsim calibrate` fits them.
+    "tile_mma_efficiency": ("fraction", {"gpu"}, {"gpu"}),
+    "l2_bw_bytes_per_s": ("B/s", {"gpu"}, {"gpu"}),
+    "tile_overhead_cycles": ("cycles", {"gpu"}, {"gpu"}),
+    "cta_overhead_cycles": ("cycles", {"gpu"}, {"gpu"}),
+    "mask_ops_per_score": ("count", {"gpu"}, {"gpu"}),
+    "ctas_per_unit": ("count", {"gpu"}, {"gpu"}),
 }
+FRACTION_FIELDS = frozenset(f for f, (family, _, _) in QUANTITY_FIELDS.items() if family == "fraction")
+# Optional mapping: fused-kernel default tile shapes by head dim (gpu only).
+NATTEN_TILES_FIELD = "natten_tiles"
 MATMUL_FIELD = "matmul_flops_per_s"
 MATMUL_FAMILY = "FLOP/s"

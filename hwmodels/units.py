@@ -15,6 +15,8 @@ UNITS: dict[str, dict[str, float]] = {
     "s": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9},
     "W": {"W": 1.0},
     "count": {"count": 1.0},
+    "cycles": {"cycles": 1.0},
+    "fraction": {"fraction": 1.0, "%": 0.01},
 }
 
 

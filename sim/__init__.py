@@ -3,7 +3,7 @@
 The core (workload, patterns, counting) is hardware-free and torch-free::
 
     from attnsim import Workload, count, patterns
-    wl = Workload.grid((30, 48, 80), batch=1, heads=24, head_dim=128, dtype="bf16")
+    wl = Workload.on_grid((30, 48, 80), batch=1, heads=24, head_dim=128, dtype="bf16")
     c = count(wl, patterns.Neighborhood(window=(18, 24, 24)))
     c.attended_pairs, c.flops.matmul
 

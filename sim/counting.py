@@ -161,7 +161,7 @@ def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Count
         tiles = count_tiles(wl, pattern, tiling)
         # matmul FLOPs of one pair in every head, times the pair slots visited tiles compute
         flops = replace(flops, executed=_flops(wl, 1).matmul * tiles.visited_pairs)
-        notes = [POLICY_NOTES[tiling.policy]]
+        notes = [POLICY_NOTES[tiles.policy]]
     return Counts(
         workload=wl, pattern=pattern.describe(), pairs_per_head=pairs,
         dense_pairs_per_head=dense_pairs, touched_keys=touched,

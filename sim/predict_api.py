@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from .counting import Counts, count
 from .hwmodels import Profile, Roofline, load_profile, roofline
 from .hwmodels.roofline import launch_time_s
+from .hwmodels.tilecost import TileTime, tile_time
 from .patterns import Dense, Pattern
-from .tiles import Tiling, default_tiling
+from .tiles import Tiling, TilingRequest, permuted_tokens
 from .workload import Workload
 
 
@@ -18,16 +19,25 @@ class Priced:
     counts: Counts
     roofline: Roofline
     breakdown_s: dict[str, float]  # named components that add up to ``predicted_s``
+    tile_time: TileTime | None = None
 
     @property
     def predicted_s(self) -> float:
         return sum(self.breakdown_s.values())
 
 
-def price(counts: Counts, hw: Profile) -> Priced:
+def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None) -> Priced:
+    """Roofline always; on GPUs with tile counts, the tile-level model is the prediction."""
     roof = roofline(counts, hw)
+    if hw.kind == "gpu" and counts.tiles is not None:
+        tt = tile_time(counts, hw, padded)
+        return Priced(counts, roof, tt.breakdown_s, tt)
     breakdown = {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launch_time_s(counts, hw)}
     return Priced(counts, roof, breakdown)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else float("inf")
 
 
 @dataclass(frozen=True)
@@ -39,24 +49,27 @@ class Prediction:
     @property
     def speedup_vs_dense(self) -> dict[str, float]:
         p, d = self.pattern, self.dense
-        pt, dt = p.counts.tiles, d.counts.tiles
         return {
-            "flop": d.counts.pairs_per_head / p.counts.pairs_per_head if p.counts.pairs_per_head else float("inf"),
-            "tile": dt.visited / pt.visited if pt.visited else float("inf"),
-            "roofline": d.roofline.time_s / p.roofline.time_s,
-            "predicted": d.predicted_s / p.predicted_s,
+            "flop": _ratio(d.counts.pairs_per_head, p.counts.pairs_per_head),
+            "tile": _ratio(d.counts.tiles.visited, p.counts.tiles.visited),
+            "roofline": _ratio(d.roofline.time_s, p.roofline.time_s),
+            "predicted": _ratio(d.predicted_s, p.predicted_s),
         }
 
     @property
     def assumptions(self) -> list[str]:
-        notes = list(self.pattern.counts.assumptions) + list(self.pattern.roofline.assumptions)
-        notes.append(f"predicted time = binding roof + {self.hw.name} launch overhead per kernel; "
-                     "no tile-level effects (wave quantization, masking, partial tiles) yet")
+        p = self.pattern
+        notes = list(p.counts.assumptions) + list(p.roofline.assumptions)
+        if p.tile_time is not None:
+            notes += list(p.tile_time.assumptions)
+        else:
+            notes.append(f"predicted time = binding roof + {self.hw.name} launch overhead per kernel "
+                         f"(no tile-level model for kind {self.hw.kind} yet)")
         return notes
 
     def to_dict(self) -> dict:
         p = self.pattern
-        return {
+        out = {
             "hw": {"name": self.hw.name, "kind": self.hw.kind},
             "workload": _workload_dict(p.counts.workload),
             "pattern": p.counts.pattern,
@@ -64,11 +77,16 @@ class Prediction:
             "tiles": p.counts.tiles_dict(),
             "time_s": {"roofline": p.roofline.time_s, "predicted": p.predicted_s,
                        "roofs": p.roofline.roofs_s, "breakdown": p.breakdown_s,
-                       "dense_predicted": self.dense.predicted_s},
+                       "dense_predicted": self.dense.predicted_s,
+                       "dense_breakdown": self.dense.breakdown_s},
             "bound_by": p.roofline.bound_by,
             "speedup_vs_dense": self.speedup_vs_dense,
             "assumptions": self.assumptions,
         }
+        if p.tile_time is not None:
+            tt = p.tile_time
+            out["tile_model"] = {"binding_pipe": tt.binding_pipe, "ctas": tt.ctas, "waves": tt.waves}
+        return out
 
 
 def _workload_dict(wl: Workload) -> dict:
@@ -78,12 +96,14 @@ def _workload_dict(wl: Workload) -> dict:
 
 
 def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
-            tiling: Tiling | None = None) -> Prediction:
+            tiling: Tiling | TilingRequest | None = None) -> Prediction:
     """Exact counts of ``pattern`` and of dense attention on ``workload`` (both tiled alike),
-    priced on ``hw``. Without a tiling: FlexAttention 128x128 blocks on 1D layouts, NATTEN's
-    Hopper boxes on grids (:func:`attnsim.tiles.default_tiling`)."""
+    priced on ``hw``. Unset tiles come from the device (:func:`attnsim.tiles.default_tiling`):
+    FlexAttention 128x128 blocks on 1D layouts, NATTEN's fused-kernel boxes on grids."""
     profile = load_profile(hw) if isinstance(hw, str) else hw
     pattern.check(workload)
-    tiling = tiling or default_tiling(workload, pattern)
-    return Prediction(profile, price(count(workload, pattern, tiling), profile),
-                      price(count(workload, Dense(), tiling), profile))
+    if not isinstance(tiling, Tiling):
+        tiling = (tiling or TilingRequest()).resolve(workload, pattern, profile)
+    padded = permuted_tokens(workload, pattern, tiling)
+    return Prediction(profile, price(count(workload, pattern, tiling), profile, padded),
+                      price(count(workload, Dense(), tiling), profile, padded))

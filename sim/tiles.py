@@ -11,7 +11,7 @@ combine by products: a box is empty if empty in some dimension, full if full in 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,9 +30,6 @@ POLICY_NOTES = {
     "dense": "dense policy: visit every tile, mask all unless every tile is full",
 }
 FLEX_BLOCK = 128  # torch.nn.attention.flex_attention: default BLOCK_SIZE of create_block_mask
-# NATTEN 0.21 Hopper FNA forward defaults for head_dim 128 (src/natten/backends/configs/
-# cutlass_hopper.py); other archs and head dims differ: pass --q-tile/--kv-tile for them.
-NATTEN_HOPPER_D128 = {2: ((16, 8), (16, 8)), 3: ((4, 4, 8), (4, 4, 8))}
 
 
 @dataclass(frozen=True)
@@ -53,24 +50,68 @@ class Tiling:
             raise PatternError(f"q_tile {self.q_tile} and kv_tile {self.kv_tile} must have the same rank")
 
 
-def default_tiling(wl: Workload, pattern: Pattern, policy: str | None = None) -> Tiling:
-    """FlexAttention's 128x128 blocks for 1D layouts; NATTEN's Hopper d=128 boxes on grids."""
+def default_tiling(wl: Workload, pattern: Pattern, hw=None, policy: str | None = None) -> Tiling:
+    """The tiles the kernel that would run this problem uses.
+
+    1D layouts: FlexAttention's 128x128 BlockMask blocks. Token grids: the device's fused NATTEN
+    box tiles for the head dim (profile section ``natten_tiles``) with NATTEN's range policy;
+    devices without them (CPUs, GPUs NATTEN has no fused kernel for) run FlexAttention, so
+    128x128 blocks of the row-major flattened grid. Decode: 16-row Q tiles.
+    """
     rank = len(pattern.layout(wl).q_extents)
-    if rank == 1:
+    if wl.phase == "decode":  # decode kernels pad the few new queries to a 16-row MMA tile
+        return Tiling((min(FLEX_BLOCK, 16 * _ceil_div(wl.q_len, 16)),), (FLEX_BLOCK,), policy or "block-sparse")
+    fused = getattr(hw, "natten_tiles", None)
+    shapes = fused.for_problem(rank, max(wl.qk_head_dim, wl.v_head_dim)) if fused and rank > 1 else None
+    if shapes is None:
         return Tiling((FLEX_BLOCK,), (FLEX_BLOCK,), policy or "block-sparse")
-    q_tile, kv_tile = NATTEN_HOPPER_D128[rank]
-    return Tiling(q_tile, kv_tile, policy or "range")
+    return Tiling(*shapes, policy or "range")
+
+
+@dataclass(frozen=True)
+class TilingRequest:
+    """Tile flags as a user gave them; what is unset comes from the device (default_tiling)."""
+
+    q_tile: tuple[int, ...] | None = None
+    kv_tile: tuple[int, ...] | None = None
+    policy: str | None = None
+
+    def resolve(self, wl: Workload, pattern: Pattern, hw=None) -> Tiling:
+        if self.q_tile is None and self.kv_tile is None:
+            return default_tiling(wl, pattern, hw, self.policy)
+        q_tile = self.q_tile or self.kv_tile
+        # Box tiles are NATTEN's (range policy), 1D blocks FlexAttention's (block-sparse).
+        policy = self.policy or ("range" if len(q_tile) > 1 else "block-sparse")
+        return Tiling(q_tile, self.kv_tile or q_tile, policy)
 
 
 @dataclass(frozen=True)
 class AxisTiles:
-    """Per-dimension sums over (Q tile, KV tile) pairs of the same dilation group."""
+    """One dimension's tiles: per Q tile (dilation groups one after another), how many KV
+    tiles of its group exist, are non-empty, are full, lie in NATTEN's visited range, and —
+    counting only tiles where both the Q and the KV tile hold real (non-padding) tokens — how
+    many exist in total and in the range, and how many keep every real pair (``real_full``)."""
 
-    total: int
-    nonempty: int
-    full: int
-    range_visited: int
-    q_tiles: int
+    kv_total: np.ndarray
+    nonempty: np.ndarray
+    full: np.ndarray
+    range_visited: np.ndarray
+    real_full: np.ndarray
+    range_real: np.ndarray
+    total_real: np.ndarray
+
+    def rows(self) -> np.ndarray:
+        return np.stack([getattr(self, f) for f in self.__dataclass_fields__], axis=1)
+
+
+@dataclass(frozen=True)
+class QTileWork:
+    """Histogram of the work of one (batch, head) problem's Q tiles (one CTA each in a fused
+    kernel): ``count[i]`` Q tiles visit ``visited[i]`` KV tiles, ``masked[i]`` of them masked."""
+
+    visited: np.ndarray
+    masked: np.ndarray
+    count: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -85,6 +126,7 @@ class TileCounts:
     visited: int
     masked: int
     q_tiles: int
+    work: QTileWork = field(repr=False, compare=False)
 
     @property
     def visited_pairs(self) -> int:
@@ -92,7 +134,7 @@ class TileCounts:
         return self.visited * math.prod(self.q_tile) * math.prod(self.kv_tile)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "work"}
         out["q_tile"], out["kv_tile"] = "x".join(map(str, self.q_tile)), "x".join(map(str, self.kv_tile))
         return out
 
@@ -105,57 +147,122 @@ def _group_tiles(rule, g: AxisGroup, length_q: int, length_kv: int, tq: int, tk:
     # NATTEN pads the raw axis to a multiple of tile*dilation, so every group gets
     # ceil(L / (t*d)) tiles; with dilation 1 this is plain padding to a tile multiple.
     nq, nk = _ceil_div(length_q, tq * g.step), _ceil_div(length_kv, tk * g.step)
+    nk_real = _ceil_div(g.kv_len, tk)
     first = np.arange(nq, dtype=np.int64) * tq
     # Range policy (NATTEN trip count): corners of the tile, padding included.
     lo_c, _ = rule.bounds(first, g)
-    last_corner = first + tq - 1
-    _, hi_c = rule.bounds(last_corner, g)
-    range_visited = int(np.maximum(_ceil_div(hi_c, tk) - lo_c // tk, 0).sum())
-    # Exact classification over valid queries only.
+    _, hi_c = rule.bounds(first + tq - 1, g)
+    range_visited = np.maximum(_ceil_div(hi_c, tk) - lo_c // tk, 0)
+    # Exact classification over valid queries only; Q tiles of pure padding stay empty.
     start, stop = rule.bounds(np.arange(g.q_len, dtype=np.int64), g)
     has_keys = stop > start
-    valid_tiles = _ceil_div(g.q_len, tq)
-    cuts = first[:valid_tiles]
+    cuts = first[:_ceil_div(g.q_len, tq)]
+    n_real_q = len(cuts)
     big = np.iinfo(np.int64).max
     lo = np.minimum.reduceat(np.where(has_keys, start, big), cuts)
     hi = np.maximum.reduceat(np.where(has_keys, stop, -1), cuts)
-    nonempty = np.where(hi > lo, _ceil_div(hi, tk) - lo // tk, 0)
+    all_keys = np.logical_and.reduceat(has_keys, cuts)
+    inner_lo = np.maximum.reduceat(start, cuts)   # keys every query of the tile keeps
+    inner_hi = np.minimum.reduceat(stop, cuts)
     # Full: a complete Q tile whose queries all keep a whole, padding-free KV tile.
-    inner_lo = np.maximum.reduceat(start, cuts)
-    inner_hi = np.minimum(np.minimum.reduceat(np.where(has_keys, stop, -1), cuts), (g.kv_len // tk) * tk)
-    complete = (cuts + tq <= g.q_len) & np.logical_and.reduceat(has_keys, cuts)
-    full = np.where(complete, np.maximum(inner_hi // tk - _ceil_div(inner_lo, tk), 0), 0)
-    return AxisTiles(nq * nk, int(nonempty.sum()), int(full.sum()), range_visited, nq)
+    complete = (cuts + tq <= g.q_len) & all_keys
+    whole = np.maximum(np.minimum(inner_hi, (g.kv_len // tk) * tk) // tk - _ceil_div(inner_lo, tk), 0)
+    # Real-full: every real pair kept; the last, padded KV tile counts if it is covered.
+    tail = (g.kv_len % tk != 0) & (inner_hi >= g.kv_len) & (g.kv_len // tk >= _ceil_div(inner_lo, tk))
+    per_q = {
+        "nonempty": np.where(hi > lo, _ceil_div(hi, tk) - lo // tk, 0),
+        "full": np.where(complete, whole, 0),
+        "real_full": np.where(all_keys, np.maximum(inner_hi // tk - _ceil_div(inner_lo, tk), 0) + tail, 0),
+        "range_real": np.maximum(np.minimum(_ceil_div(hi_c, tk), nk_real) - lo_c // tk, 0)[:n_real_q],
+        "total_real": np.full(n_real_q, nk_real),
+    }
+    padded = {k: np.concatenate([v.astype(np.int64), np.zeros(nq - n_real_q, dtype=np.int64)])
+              for k, v in per_q.items()}
+    return AxisTiles(kv_total=np.full(nq, nk, dtype=np.int64), range_visited=range_visited, **padded)
 
 
 def axis_tiles(rule, lq: int, lkv: int, tq: int, tk: int) -> AxisTiles:
     parts = [_group_tiles(rule, g, lq, lkv, tq, tk) for g in rule.groups(lq, lkv)]
-    return AxisTiles(*(sum(getattr(p, f) for p in parts) for f in AxisTiles.__dataclass_fields__))
+    return AxisTiles(*(np.concatenate([getattr(p, f) for p in parts]) for f in AxisTiles.__dataclass_fields__))
 
 
-def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling) -> TileCounts:
-    """Tile counts per (batch, head) problem; raises PatternError for unusable tilings."""
-    lay = pattern.layout(wl)
+def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct per-box rows (AxisTiles columns) and their multiplicities. Each column of a box
+    is the product of its dimensions' columns: a box tile is empty if empty in some dimension,
+    full (or real-full, or real) only if so in all, and the range is a product of ranges."""
+    width = per_dim_rows[0].shape[1]
+    rows, mult = np.ones((1, width), dtype=np.int64), np.ones(1, dtype=np.int64)
+    for dim_rows in per_dim_rows:
+        uniq, cnt = np.unique(dim_rows, axis=0, return_counts=True)
+        rows = (rows[:, None, :] * uniq[None, :, :]).reshape(-1, width)
+        mult = np.outer(mult, cnt).ravel()
+        rows, inverse = np.unique(rows, axis=0, return_inverse=True)
+        mult = np.bincount(inverse.ravel(), weights=mult, minlength=len(rows)).astype(np.int64)
+    return rows, mult
+
+
+def _flat_rows(lay, tiling: Tiling) -> list[np.ndarray]:
+    """1D blocks of the row-major flattened grid (FlexAttention on a multi-D pattern)."""
+    if tiling.policy == "range":
+        raise PatternError("policy range needs box tiles on a multi-D grid (NATTEN tiles the grid, "
+                           "not the flat sequence): use --policy block-sparse or box tiles")
+    from .flat_tiles import flat_block_counts  # noqa: PLC0415 (only this path needs it)
+
+    fb = flat_block_counts(lay.rules, lay.q_extents, lay.kv_extents, tiling.q_tile[0], tiling.kv_tile[0])
+    kv_total = np.full(len(fb.nonempty), fb.kv_blocks, dtype=np.int64)
+    # Range columns are unused under block-sparse; under dense, padding counts as masking.
+    return [np.stack([kv_total, fb.nonempty, fb.full, kv_total, fb.full, kv_total, kv_total], axis=1)]
+
+
+def _dim_rows(lay, tiling: Tiling) -> list[np.ndarray]:
     rules, q_ext, kv_ext = lay.rules, lay.q_extents, lay.kv_extents
     if len(tiling.q_tile) == 1 and len(rules) > 1:
         if not all(isinstance(r, DenseAxis) for r in rules):
-            raise PatternError(
-                f"a 1D tile ({tiling.q_tile[0]}) on a {len(rules)}D grid pattern is not counted yet: "
-                f"give box tiles of rank {len(rules)} (e.g. --q-tile 4x4x8 --kv-tile 4x4x8)")
-        rules, q_ext, kv_ext = (DenseAxis(),), (wl.q_len,), (wl.kv_len,)
+            return _flat_rows(lay, tiling)
+        rules, q_ext, kv_ext = (DenseAxis(),), (math.prod(q_ext),), (math.prod(kv_ext),)
     if len(tiling.q_tile) != len(rules):
         raise PatternError(f"q_tile {tiling.q_tile} has rank {len(tiling.q_tile)} but the pattern "
                            f"has {len(rules)} dims: give {len(rules)} extents or one number")
-    per_dim = [axis_tiles(r, a, b, tq, tk) for r, a, b, tq, tk in
-               zip(rules, q_ext, kv_ext, tiling.q_tile, tiling.kv_tile)]
-    total = math.prod(a.total for a in per_dim)
-    nonempty = math.prod(a.nonempty for a in per_dim)
-    full = math.prod(a.full for a in per_dim)
-    visited = {"block-sparse": nonempty, "range": math.prod(a.range_visited for a in per_dim),
-               "dense": total}[tiling.policy]
+    return [axis_tiles(r, a, b, tq, tk).rows() for r, a, b, tq, tk in
+            zip(rules, q_ext, kv_ext, tiling.q_tile, tiling.kv_tile)]
+
+
+def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int, int] | None:
+    """(query, key) tokens per problem in NATTEN's permuted layout (each dimension padded to a
+    multiple of tile x dilation), or None when the tiles cut the tokens in place (1D blocks)."""
+    lay = pattern.layout(wl)
+    dil = [getattr(r, "dilation", 1) for r in lay.rules]
+    if len(tiling.q_tile) != len(lay.rules) or (len(dil) == 1 and dil[0] == 1):
+        return None
+
+    def padded(extents, tile):
+        return math.prod(_ceil_div(n, t * d) * t * d for n, t, d in zip(extents, tile, dil))
+
+    return padded(lay.q_extents, tiling.q_tile), padded(lay.kv_extents, tiling.kv_tile)
+
+
+def _weighted_sum(values: np.ndarray, mult: np.ndarray) -> int:
+    return sum(int(v) * int(m) for v, m in zip(values, mult))  # Python ints: no overflow
+
+
+def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) -> TileCounts:
+    """Tile counts per (batch, head) problem; raises PatternError for unusable tilings.
+    A TilingRequest's unset parts take the device-free defaults (FlexAttention blocks)."""
+    if isinstance(tiling, TilingRequest):
+        tiling = tiling.resolve(wl, pattern)
+    rows, mult = _box_histogram(_dim_rows(pattern.layout(wl), tiling))
+    kv_total, nonempty, full, ranged, real_full, range_real, total_real = rows.T
+    total, n_nonempty, n_full = (_weighted_sum(c, mult) for c in (kv_total, nonempty, full))
+    visited = {"block-sparse": nonempty, "range": ranged, "dense": kv_total}[tiling.policy]
+    n_visited = _weighted_sum(visited, mult)
     if tiling.policy == "block-sparse":
         masked = nonempty - full
     else:
-        masked = 0 if visited == full else visited
-    return TileCounts(tiling.q_tile, tiling.kv_tile, tiling.policy, total, full, nonempty - full,
-                      total - nonempty, visited, masked, math.prod(a.q_tiles for a in per_dim))
+        # NATTEN masks every visited tile unless no visited tile drops a real pair (its
+        # is_fully_block_sparse); then only tiles holding padding get the padding mask.
+        real = range_real if tiling.policy == "range" else total_real
+        drops = _weighted_sum(real - real_full, mult)
+        masked = visited - full if drops == 0 else visited
+    work = QTileWork(visited, masked, mult)
+    return TileCounts(tiling.q_tile, tiling.kv_tile, tiling.policy, total, n_full, n_nonempty - n_full,
+                      total - n_nonempty, n_visited, _weighted_sum(masked, mult), int(mult.sum()), work)

@@ -28,7 +28,7 @@ def brute_force_tiles(wl, pattern, tiling):
     lay = pattern.layout(wl)
     grid, kv_grid = lay.q_extents, lay.kv_extents
     dil = [getattr(r, "dilation", 1) for r in lay.rules]
-    counts = dict(total=0, full=0, partial=0, empty=0)
+    counts = dict(total=0, full=0, partial=0, empty=0, per_q_nonempty=[], drops=0)
     for group in itertools.product(*(range(min(d, g)) for d, g in zip(dil, grid))):
         q_axes = [_groups(g, d, t)[r] for g, d, t, r in zip(grid, dil, tiling.q_tile, group)]
         k_axes = [_groups(g, d, t)[r] for g, d, t, r in zip(kv_grid, dil, tiling.kv_tile, group)]
@@ -36,11 +36,13 @@ def brute_force_tiles(wl, pattern, tiling):
         k_tiles = [[ax[i:i + t] for i in range(0, len(ax), t)] for ax, t in zip(k_axes, tiling.kv_tile)]
         for qt in itertools.product(*q_tiles):
             q_pos = list(itertools.product(*qt))
+            counts["per_q_nonempty"].append(0)
             for kt in itertools.product(*k_tiles):
                 k_pos = list(itertools.product(*kt))
                 q_flat = [np.ravel_multi_index(p, grid) for p in q_pos if -1 not in p]
                 k_flat = [np.ravel_multi_index(p, kv_grid) for p in k_pos if -1 not in p]
                 kept = int(mask[np.ix_(q_flat, k_flat)].sum()) if q_flat and k_flat else 0
+                counts["drops"] += kept < len(q_flat) * len(k_flat)  # a real pair is masked out
                 counts["total"] += 1
                 if kept == 0:
                     counts["empty"] += 1
@@ -48,7 +50,13 @@ def brute_force_tiles(wl, pattern, tiling):
                     counts["full"] += 1
                 else:
                     counts["partial"] += 1
+                counts["per_q_nonempty"][-1] += kept > 0
     return counts
+
+
+def expand(work, values):
+    """The per-Q-tile values of a work histogram, as a sorted list (order is not kept)."""
+    return sorted(np.repeat(values, work.count).tolist())
 
 
 def natten_trip_count(wl, pattern, tiling):
@@ -87,8 +95,15 @@ def assert_tiles_match_brute_force(wl, pattern, tiling):
         assert tc.visited >= tc.full + tc.partial  # never skips a non-empty tile
     elif tiling.policy == "block-sparse":
         assert (tc.visited, tc.masked) == (bf["full"] + bf["partial"], bf["partial"])
+        assert expand(tc.work, tc.work.visited) == sorted(bf["per_q_nonempty"])
     else:
         assert tc.visited == bf["total"]
+        assert tc.masked == (tc.visited - tc.full if bf["drops"] == 0 else tc.visited)
+    if tiling.policy == "range" and bf["drops"] == 0:  # only padding is masked
+        assert tc.masked == tc.visited - tc.full
+    w = tc.work
+    assert (int(w.count.sum()), int((w.visited * w.count).sum()), int((w.masked * w.count).sum())) == (
+        tc.q_tiles, tc.visited, tc.masked)
     return tc
 
 
@@ -129,9 +144,9 @@ def test_hunyuan_gna_is_perfectly_block_sparse_with_matching_tiles():
     assert dense.visited / gna.visited == pytest.approx(100 / 9)
 
 
-def test_1d_tile_on_a_grid_pattern_is_refused_with_the_fix():
-    with pytest.raises(PatternError, match="box tiles of rank 3"):
-        count_tiles(Workload.on_grid((8, 8, 8)), Neighborhood(3), Tiling((128,), (128,)))
+def test_range_policy_on_flat_blocks_of_a_grid_is_refused_with_the_fix():
+    with pytest.raises(PatternError, match="policy range needs box tiles"):
+        count_tiles(Workload.on_grid((8, 8, 8)), Neighborhood(3), Tiling((128,), (128,), "range"))
 
 
 @st.composite

@@ -7,7 +7,7 @@ import click
 
 from ..errors import AttnsimError, PatternError
 from ..patterns import REGISTRY, Causal, Dense, Neighborhood, Pattern, Sliding
-from ..tiles import POLICIES, Tiling, default_tiling
+from ..tiles import POLICIES, TilingRequest
 from ..workload import DTYPES, PHASES, Workload
 
 
@@ -128,13 +128,12 @@ def build_pattern(f: dict) -> Pattern:
                         causal=causal or (False,))
 
 
-def build_tiling(f: dict, wl: Workload, pattern: Pattern) -> Tiling:
-    q_tile, kv_tile = parse_dims("--q-tile", f["q_tile"]), parse_dims("--kv-tile", f["kv_tile"])
-    default = default_tiling(wl, pattern, f["policy"])
-    if q_tile is None and kv_tile is None:
-        return default
-    q_tile = q_tile or kv_tile
-    return Tiling(q_tile, kv_tile or q_tile, f["policy"] or default.policy)
+def build_tiling(f: dict, wl: Workload, pattern: Pattern) -> TilingRequest:
+    """The tile flags; what they leave unset is the device's default (known once --hw is)."""
+    request = TilingRequest(parse_dims("--q-tile", f["q_tile"]), parse_dims("--kv-tile", f["kv_tile"]),
+                            f["policy"])
+    request.resolve(wl, pattern)  # shape errors surface now, before any device is loaded
+    return request
 
 
 def spec_from_flags(f: dict):
