@@ -64,6 +64,7 @@ class Rates:
 class TileTime:
     breakdown_s: dict[str, float]
     binding_pipe: dict[str, str]   # pass -> pipe that paces a tile
+    unit_costs_s: dict[str, dict[str, float]]  # pass -> per-tile pipes, mask, overhead, per-CTA
     ctas: dict[str, int]           # pass -> CTAs launched
     waves: dict[str, float]        # pass -> CTAs / slots
     assumptions: tuple[str, ...]
@@ -112,11 +113,12 @@ def _split_kv(work, heads: int, r: Rates) -> int:
     return int(max(1, min(int(work.visited.max(initial=1)), r.slots // max(ctas, 1))))
 
 
-def _one_pass(counts: Counts, kernel: str, hw: Profile, r: Rates, out: dict) -> tuple[str, int, float]:
+def _one_pass(counts: Counts, kernel: str, hw: Profile, r: Rates, out: dict) -> tuple[str, int, float, dict]:
     wl, work = counts.workload, counts.tiles.work
     pipes, mask_s, cta_s, hbm_bytes = _pass_costs(counts, kernel, hw, r)
     pipe = max(pipes, key=pipes.get)
     overhead_s = hw.get("tile_overhead_cycles") / r.clock_hz
+    unit = {**pipes, "mask": mask_s, "tile_overhead": overhead_s, "cta": cta_s}
     heads = wl.heads_total
     splits = _split_kv(work, heads, r) if wl.phase == "decode" else 1
     visited, masked = -(-work.visited // splits), -(-work.masked // splits)
@@ -134,7 +136,7 @@ def _one_pass(counts: Counts, kernel: str, hw: Profile, r: Rates, out: dict) -> 
     parts["launch"] = (KERNELS[kernel] + (splits > 1)) * hw.get("launch_overhead_s")
     for name, value in parts.items():
         out[name] = out.get(name, 0.0) + value
-    return pipe, ctas, ctas / r.slots
+    return pipe, ctas, ctas / r.slots, unit
 
 
 def permutation_s(counts: Counts, padded: tuple[int, int], hw: Profile) -> float:
@@ -159,14 +161,14 @@ def tile_time(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None
     reads the tokens in place (1D blocks, FlexAttention)."""
     rates = Rates.of(hw, counts.workload.dtype)
     breakdown: dict[str, float] = {}
-    pipes, ctas, waves = {}, {}, {}
+    pipes, ctas, waves, unit = {}, {}, {}, {}
     for kernel in KERNEL_PASSES[counts.workload.phase]:
-        pipes[kernel], ctas[kernel], waves[kernel] = _one_pass(counts, kernel, hw, rates, breakdown)
+        pipes[kernel], ctas[kernel], waves[kernel], unit[kernel] = _one_pass(counts, kernel, hw, rates, breakdown)
     if padded is not None:
         breakdown["token_permutation"] = permutation_s(counts, padded, hw)
     notes = ASSUMPTIONS
     if counts.workload.phase == "decode":
         notes += ("decode: split-KV (FlashDecoding) so that (head, Q tile) x splits fills the SM "
                   "slots, plus one combine kernel",)
-    return TileTime(breakdown, pipes, ctas, waves, notes)
+    return TileTime(breakdown, pipes, unit, ctas, waves, notes)
 

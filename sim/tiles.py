@@ -129,6 +129,10 @@ class TileCounts:
     work: QTileWork = field(repr=False, compare=False)
 
     @property
+    def tiling(self) -> Tiling:
+        return Tiling(self.q_tile, self.kv_tile, self.policy)
+
+    @property
     def visited_pairs(self) -> int:
         """(query, key) slots computed in visited tiles, padding and masked-out pairs included."""
         return self.visited * math.prod(self.q_tile) * math.prod(self.kv_tile)
@@ -225,6 +229,22 @@ def _dim_rows(lay, tiling: Tiling) -> list[np.ndarray]:
                            f"has {len(rules)} dims: give {len(rules)} extents or one number")
     return [axis_tiles(r, a, b, tq, tk).rows() for r, a, b, tq, tk in
             zip(rules, q_ext, kv_ext, tiling.q_tile, tiling.kv_tile)]
+
+
+def per_dim_fractions(wl: Workload, pattern: Pattern, tiling: Tiling) -> list[dict] | None:
+    """Per dimension: the fraction of KV tiles that are non-empty, full and in NATTEN's range,
+    averaged over Q tiles. Box counts are products over dimensions, so these fractions multiply
+    to the whole problem's. None for 1D blocks of a multi-D grid (no per-dimension split)."""
+    lay = pattern.layout(wl)
+    if len(tiling.q_tile) != len(lay.rules):
+        return None
+    out = []
+    for rows in _dim_rows(lay, tiling):
+        kv_total = rows[:, 0].sum()
+        out.append({"nonempty": rows[:, 1].sum() / kv_total, "full": rows[:, 2].sum() / kv_total,
+                    "range": rows[:, 3].sum() / kv_total, "q_tiles": len(rows),
+                    "kv_tiles_per_q_tile": kv_total / len(rows)})
+    return out
 
 
 def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int, int] | None:

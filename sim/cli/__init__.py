@@ -6,8 +6,10 @@ import sys
 import click
 
 from ..errors import AttnsimError
+from .explain import explain
 from .hw import hw
 from .predict import predict, speedup
+from .tiles import tiles
 
 EXIT_BAD_INPUT = 2
 
@@ -21,6 +23,8 @@ def cli() -> None:
 cli.add_command(predict)
 cli.add_command(speedup)
 cli.add_command(hw)
+cli.add_command(tiles)
+cli.add_command(explain)
 
 
 def main(argv: list[str] | None = None) -> int:
