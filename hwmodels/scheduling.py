@@ -6,45 +6,37 @@ causal/uneven work that way) the makespan is the classic LPT schedule. Jobs come
 (duration, multiplicity), often millions of CTAs with a few distinct durations, so equal jobs
 are placed in bulk: ``m`` equal jobs of length ``w`` go, one by one, to the least-loaded slot,
 which is the same as taking the ``m`` smallest start times ``load_i + k*w`` (k >= 0) over all
-slots. That set is found by bisection on the start time, so the cost is O(slots * log) per
-distinct duration, never O(jobs).
+slots. Those are the starts below a water level found in closed form on the sorted loads, plus
+fewer than one job per slot after it, so the cost is O(slots log slots) per distinct duration,
+never O(jobs).
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def _starts_at_most(loads: np.ndarray, w: float, t: float) -> np.ndarray:
-    """Per slot, how many jobs of length ``w`` would start at or before time ``t``."""
-    return np.where(loads <= t, np.floor((t - loads) / w) + 1, 0).astype(np.int64)
-
-
 def place_equal_jobs(loads: np.ndarray, w: float, m: int) -> np.ndarray:
     """Loads after greedily placing ``m`` jobs of length ``w > 0`` on the least-loaded slots."""
     if m <= 0:
         return loads
-    spread = loads.max() - loads.min()
-    if spread <= w:
-        # Each job lands on a slot that is then no lower than any other: round-robin by load.
-        rounds, rest = divmod(m, len(loads))
-        out = loads + rounds * w
-        order = np.argsort(out, kind="stable")
-        out[order[:rest]] += w
-        return out
-    lo, hi = loads.min() - w, loads.max() + (m // len(loads) + 1) * w  # count(lo)=0, count(hi)>=m
-    for _ in range(200):  # bisection for the m-th smallest start time
-        mid = (lo + hi) / 2
-        if mid in (lo, hi):
-            break
-        if _starts_at_most(loads, w, mid).sum() >= m:
-            hi = mid
-        else:
-            lo = mid
-    n = _starts_at_most(loads, w, lo)  # strictly fewer than m starts up to lo
+    # Water level T with sum_i max(0, (T - b_i)/w) = m, b_i = L_i - w, solved on the sorted
+    # breakpoints. Slot i has n_i(T) = #{k >= 0: L_i + k*w <= T} starts at or below T and
+    # n_i <= (T - b_i)/w < n_i + 1 where positive, so the n_i sum to m minus less than the
+    # number of slots with b_i <= T; every one of those has its next start in (T, T + w].
+    brk = np.sort(loads) - w
+    j = np.arange(1, len(brk) + 1)
+    level = (w * m + np.cumsum(brk)) / j
+    # The level using the j lowest breakpoints clears the j-th exactly while j <= j*, so j* is
+    # the last j that does (a tolerance absorbs rounding at ties; the fix-up below is exact).
+    tol = 1e-9 * max(w, float(np.abs(brk).max()))
+    t = level[np.flatnonzero(level >= brk - tol)[-1]]
+    n = np.where(loads <= t, np.floor((t - loads) / w) + 1, 0).astype(np.int64)
     out = loads + n * w
-    rest = m - int(n.sum())
-    order = np.argsort(out, kind="stable")  # the next starts, all at the m-th start time
-    out[order[:rest]] += w
+    missing = m - int(n.sum())
+    if missing > 0:  # the rest start in (T, T + w]: at most one more per slot, earliest first
+        out[np.argsort(out, kind="stable")[:missing]] += w
+    elif missing < 0:  # rounding put a start just above T below it: drop the latest ones
+        out[np.argsort(np.where(n > 0, out, -np.inf), kind="stable")[missing:]] -= w
     return out
 
 

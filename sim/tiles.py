@@ -25,8 +25,9 @@ POLICY_NOTES = {
     "block-sparse": "block-sparse policy: visit non-empty tiles, mask only partial ones "
                     "(FlexAttention BlockMask: kv_indices + full_kv_indices)",
     "range": "range policy: each Q tile visits the KV tiles from its first query's window start "
-             "to its last query's window end, masking every visited tile unless all are full "
-             "(NATTEN Hopper/Blackwell FNA get_trip_count / is_fully_block_sparse)",
+             "to its last query's window end, masking every visited tile unless no visited tile "
+             "drops a real pair, then only tiles holding padding (NATTEN Hopper/Blackwell FNA "
+             "get_trip_count / is_fully_block_sparse)",
     "dense": "dense policy: visit every tile, mask all unless every tile is full",
 }
 FLEX_BLOCK = 128  # torch.nn.attention.flex_attention: default BLOCK_SIZE of create_block_mask

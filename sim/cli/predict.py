@@ -58,6 +58,16 @@ def render_prediction(r: Prediction, console: Console) -> None:
     times.add_row("[bold]roofline[/]", fmt.seconds(roof.time_s), fmt.seconds(r.dense.roofline.time_s))
     times.add_row("[bold]predicted[/]", fmt.seconds(r.pattern.predicted_s), fmt.seconds(r.dense.predicted_s))
     console.print(times)
+    if r.pattern.tile_time is not None:
+        parts = Table(title="Tile-level model: where the predicted time goes")
+        for col in ("component", "pattern", "dense"):
+            parts.add_column(col, justify="left" if col == "component" else "right")
+        names = list(dict.fromkeys([*r.pattern.breakdown_s, *r.dense.breakdown_s]))
+        for name in names:
+            mine, dense = r.pattern.breakdown_s.get(name, 0.0), r.dense.breakdown_s.get(name, 0.0)
+            if mine or dense:
+                parts.add_row(name, fmt.seconds(mine) if mine else "-", fmt.seconds(dense) if dense else "-")
+        console.print(parts)
     s = r.speedup_vs_dense
     t = c.tiles
     console.print(f"Tiles ({t.policy}, Q {'x'.join(map(str, t.q_tile))} / KV {'x'.join(map(str, t.kv_tile))}, "

@@ -108,7 +108,8 @@ def _brute_lpt(durations, counts, slots):
 
 
 @settings(max_examples=500)
-@given(st.lists(st.tuples(st.floats(0.01, 50), st.integers(0, 40)), min_size=1, max_size=6),
+@given(st.lists(st.tuples(st.one_of(st.floats(0.01, 50), st.sampled_from([0.1, 1.0, 14.23277734333864])),
+                          st.integers(0, 40)), min_size=1, max_size=6),
        st.integers(1, 16))
 def test_bulk_lpt_equals_one_by_one_lpt(jobs, slots):
     durations, counts = zip(*jobs)
@@ -116,15 +117,21 @@ def test_bulk_lpt_equals_one_by_one_lpt(jobs, slots):
         _brute_lpt(durations, counts, slots), rel=1e-9)
 
 
-def test_tile_model_needs_its_profile_fields():
+@pytest.mark.parametrize("drop,edit,match", [
+    ("tile_mma_efficiency", None, "missing required field 'tile_mma_efficiency'"),
+    (None, ("value: 0.75, unit: fraction", "value: 1.5, unit: fraction"), "a fraction must be at most 1"),
+    (None, ("1d: 128/128", "1d: 128x2/128"), r"natten_tiles.forward\[1\].1d: expected 1 positive extents"),
+])
+def test_bad_tile_model_fields_are_refused_by_name(tmp_path, drop, edit, match):
     from attnsim.errors import ProfileError
     from attnsim.hwmodels.profile import load_profile_file
 
-    text = load_profile("H100-SXM").path
-    broken = "\n".join(l for l in open(text).read().splitlines() if not l.startswith("tile_mma_efficiency"))
-    import tempfile, os
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "x.yaml")
-        open(path, "w").write(broken)
-        with pytest.raises(ProfileError, match="missing required field 'tile_mma_efficiency'"):
-            load_profile_file(path)
+    text = open(load_profile("H100-SXM").path).read()
+    if drop:
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(drop))
+    if edit:
+        text = text.replace(*edit)
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=match):
+        load_profile_file(path)
