@@ -5,7 +5,7 @@
 1D blocks of the row-major flattened sequence on FLUX (256x256) and HunyuanVideo (30x48x80)
 neighborhood attention; a materialised mask would hold 4.3e9 and 1.3e10 booleans.
 """
-import time
+from timing import best_ms
 
 from attnsim import Workload
 from attnsim.flat_tiles import flat_block_classes, flat_block_counts
@@ -19,16 +19,6 @@ CASES = {
 BLOCK = 128  # FlexAttention create_block_mask default
 
 
-def best_ms(fn, repeats: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
-
-
 def main() -> None:
     for name, (wl, pattern) in CASES.items():
         lay = pattern.layout(wl)
@@ -37,8 +27,8 @@ def main() -> None:
         total = len(res.nonempty) * res.kv_blocks
         nonempty, full = int(res.nonempty.sum()), int(res.full.sum())
         print(f"{name}, blocks {BLOCK}/{BLOCK}: {nonempty:,} non-empty ({full:,} full) of {total:,} "
-              f"= {nonempty / total:.1%}; counts {best_ms(lambda: flat_block_counts(*args)):.0f} ms, "
-              f"classes {best_ms(lambda: flat_block_classes(*args)):.0f} ms")
+              f"= {nonempty / total:.1%}; counts {best_ms(lambda: flat_block_counts(*args), 5):.0f} ms, "
+              f"classes {best_ms(lambda: flat_block_classes(*args), 5):.0f} ms")
 
 
 if __name__ == "__main__":

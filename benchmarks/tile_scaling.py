@@ -6,23 +6,13 @@ Counts GNA tiles for a ~1k-token and a 115k-token (HunyuanVideo 30x48x80) 3D pro
 same window/stride/tile; a mask-based method would grow ~13,000x (N^2), ours grows with tiles
 per dimension.
 """
-import time
+from timing import best_ms
 
 from attnsim import Workload, count
 from attnsim.patterns import Neighborhood
 from attnsim.tiles import Tiling
 
 TILING = Tiling((2, 8, 8), (2, 8, 8), "range")
-
-
-def best_ms(fn, repeats: int = 20) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
 
 
 def main() -> None:

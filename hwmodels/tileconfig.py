@@ -9,6 +9,7 @@ kernel would. Format (rows sorted by ``head_dim_max``; a workload uses the first
       source: "NATTEN 0.21.7 src/natten/backends/configs/cutlass_hopper/__init__.py ..."
       forward:
         - {head_dim_max: 64, 1d: 64/128, 2d: 8x8/16x8, 3d: 4x4x4/4x4x8}
+      token_permute: true   # optional; false when the kernel tiles the grid in place
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class TileRow:
 class FusedTiles:
     source: str
     rows: tuple[TileRow, ...]
+    token_permute: bool = True  # False: the kernel tiles the grid in place (CUTLASS-2.x FNA)
 
     def for_problem(self, rank: int, head_dim: int):
         """(q_tile, kv_tile) of the first row covering ``head_dim`` and ``rank``, else None."""
@@ -70,8 +72,11 @@ def _row(where: str, raw) -> TileRow:
 
 
 def parse_fused_tiles(where: str, raw) -> FusedTiles:
-    if not isinstance(raw, dict) or set(raw) != {"source", "forward"}:
-        raise ProfileError(f"{where}: expected exactly the keys source and forward")
+    if not isinstance(raw, dict) or not {"source", "forward"} <= set(raw) <= {"source", "forward", "token_permute"}:
+        raise ProfileError(f"{where}: expected the keys source, forward and optionally token_permute")
+    permute = raw.get("token_permute", True)
+    if not isinstance(permute, bool):
+        raise ProfileError(f"{where}.token_permute: expected true or false, got {permute!r}")
     if not isinstance(raw["source"], str) or not raw["source"].strip():
         raise ProfileError(f"{where}.source: say where the tile shapes come from")
     if not isinstance(raw["forward"], list) or not raw["forward"]:
@@ -79,4 +84,4 @@ def parse_fused_tiles(where: str, raw) -> FusedTiles:
     rows = tuple(_row(f"{where}.forward[{i}]", r) for i, r in enumerate(raw["forward"]))
     if [r.head_dim_max for r in rows] != sorted({r.head_dim_max for r in rows}):
         raise ProfileError(f"{where}.forward: rows must have increasing head_dim_max")
-    return FusedTiles(raw["source"], rows)
+    return FusedTiles(raw["source"], rows, permute)

@@ -104,6 +104,8 @@ def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
     pattern.check(workload)
     if not isinstance(tiling, Tiling):
         tiling = (tiling or TilingRequest()).resolve(workload, pattern, profile)
-    padded = permuted_tokens(workload, pattern, tiling)
+    fused = profile.natten_tiles
+    # CUTLASS-2.x FNA (Ampere/Ada) tiles the grid in place; Hopper/Blackwell FNA permute tokens.
+    padded = None if fused and not fused.token_permute else permuted_tokens(workload, pattern, tiling)
     return Prediction(profile, price(count(workload, pattern, tiling), profile, padded),
                       price(count(workload, Dense(), tiling), profile, padded))

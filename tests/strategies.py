@@ -3,6 +3,7 @@ from hypothesis import strategies as st
 
 from attnsim import Workload
 from attnsim.patterns import Causal, Dense, Neighborhood, Sliding
+from attnsim.tiles import Tiling
 
 MAX_1D = 48
 MAX_DIM = 9
@@ -55,3 +56,22 @@ def dense_case(draw):
 @st.composite
 def causal_case(draw):
     return draw(seq_workload()), Causal()
+
+
+@st.composite
+def unpadded_gna(draw, ranks=(1, 3), tiles=(1, 2, 3, 4), max_m=4, **workload):
+    """GNA on a grid that tiles exactly (L = tile * dilation * m): no padding anywhere."""
+    grid, tile_shape, window, dilation, stride, causal = [], [], [], [], [], []
+    for _ in range(draw(st.integers(*ranks))):
+        d, t, m = draw(st.integers(1, 2)), draw(st.sampled_from(tiles)), draw(st.integers(1, max_m))
+        grid.append(d * t * m)
+        tile_shape.append(t)
+        k = draw(st.integers(1, t * m))
+        window.append(k)
+        dilation.append(d)
+        stride.append(draw(st.integers(1, k)))
+        causal.append(draw(st.booleans()))
+    wl = Workload.on_grid(tuple(grid), **workload)
+    pattern = Neighborhood(tuple(window), tuple(dilation), tuple(stride), tuple(causal))
+    policy = draw(st.sampled_from(["block-sparse", "range"]))
+    return wl, pattern, Tiling(tuple(tile_shape), tuple(tile_shape), policy)

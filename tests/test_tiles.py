@@ -13,6 +13,7 @@ from attnsim.patterns import Causal, Dense, Neighborhood, Sliding
 from attnsim.tiles import Tiling, count_tiles
 
 from .natten_reference import get_win_end, get_win_start, qkv_fix_dilation
+from .strategies import unpadded_gna
 from .test_gna import gna_case
 
 
@@ -149,27 +150,8 @@ def test_range_policy_on_flat_blocks_of_a_grid_is_refused_with_the_fix():
         count_tiles(Workload.on_grid((8, 8, 8)), Neighborhood(3), Tiling((128,), (128,), "range"))
 
 
-@st.composite
-def unpadded_case(draw):
-    """Grids that tile exactly (L = tile * dilation * m): no padding anywhere."""
-    rank = draw(st.integers(1, 3))
-    grid, tiles, window, dilation, stride, causal = [], [], [], [], [], []
-    for _ in range(rank):
-        d, t, m = draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
-        grid.append(d * t * m)
-        tiles.append(t)
-        k = draw(st.integers(1, t * m))
-        window.append(k)
-        dilation.append(d)
-        stride.append(draw(st.integers(1, k)))
-        causal.append(draw(st.booleans()))
-    wl = Workload.on_grid(tuple(grid), head_dim=16)
-    pattern = Neighborhood(tuple(window), tuple(dilation), tuple(stride), tuple(causal))
-    return wl, pattern, Tiling(tuple(tiles), tuple(tiles), draw(st.sampled_from(["block-sparse", "range"])))
-
-
 @settings(max_examples=300)
-@given(unpadded_case())
+@given(unpadded_gna(head_dim=16))
 def test_tile_bound_never_exceeds_flop_bound_without_padding(case):
     # Exception by construction: with padding, dense's tiles carry padding slots that no kept
     # pair fills, so the tile bound can exceed the FLOP bound. Without padding it cannot.

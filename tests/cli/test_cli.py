@@ -97,6 +97,10 @@ def test_hw_show_lists_sources(capsys):
     (HUNYUAN + ["--stride", "32x1x1"], "stride[0]=32"),
     (HUNYUAN + ["--causal", "1x2x0"], "--causal"),
     (HUNYUAN + ["--policy", "sideways"], "--policy"),
+    (HUNYUAN + ["--q-tile", "0x8x8"], "--q-tile"),
+    (HUNYUAN + ["--q-tile", "2x8x8", "--kv-tile", "8x8"], "same rank"),
+    (HUNYUAN + ["--dilation", "2x1x1", "--window", "18x24x24"], "dilation[0]=2"),
+    (HUNYUAN + ["--q-tile", "128", "--policy", "range"], "policy range needs box tiles"),
     (["predict", "--seq", "64", "--pattern", "causal", "--stride", "2"], "--stride"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, field):

@@ -13,6 +13,8 @@ from attnsim.hwmodels.scheduling import lpt_makespan
 from attnsim.patterns import Causal, Neighborhood, Sliding
 from attnsim.tiles import Tiling
 
+from ..strategies import unpadded_gna
+
 GPUS = [p for p in list_profiles() if p.kind == "gpu"]
 
 
@@ -29,19 +31,7 @@ def unpadded_problem(draw):
         window = draw(st.integers(1, n))
         pattern = draw(st.sampled_from([Causal(), Sliding(window), Sliding(window, causal=True)]))
         return wl, pattern, Tiling((tile,), (tile,), "block-sparse")
-    grid, tiles, window, dilation, stride, causal = [], [], [], [], [], []
-    for _ in range(draw(st.integers(2, 3))):
-        d, t, m = draw(st.integers(1, 2)), draw(st.sampled_from([2, 4, 8, 16])), draw(st.integers(1, 6))
-        grid.append(d * t * m)
-        tiles.append(t)
-        k = draw(st.integers(1, t * m))
-        window.append(k)
-        dilation.append(d)
-        stride.append(draw(st.integers(1, k)))
-        causal.append(draw(st.booleans()))
-    wl = Workload.on_grid(tuple(grid), **common)
-    pattern = Neighborhood(tuple(window), tuple(dilation), tuple(stride), tuple(causal))
-    return wl, pattern, Tiling(tuple(tiles), tuple(tiles), draw(st.sampled_from(["block-sparse", "range"])))
+    return draw(unpadded_gna(ranks=(2, 3), tiles=(2, 4, 8, 16), max_m=6, **common))
 
 
 @settings(max_examples=600)
@@ -69,8 +59,10 @@ def test_breakdown_adds_up_and_every_part_is_non_negative(case, hw):
         assert all(v >= 0 for v in parts.values())
         assert priced.predicted_s == pytest.approx(sum(parts.values()))
         assert priced.predicted_s >= priced.counts.bytes.compulsory / hw.get("memory_bw_bytes_per_s")
-        assert ("token_permutation" in parts) == (len(tiling.q_tile) > 1 or any(
-            getattr(rule, "dilation", 1) > 1 for rule in pattern.layout(wl).rules))
+        in_place = hw.natten_tiles is not None and not hw.natten_tiles.token_permute  # CUTLASS-2.x
+        needs_layout = len(tiling.q_tile) > 1 or any(
+            getattr(rule, "dilation", 1) > 1 for rule in pattern.layout(wl).rules)
+        assert ("token_permutation" in parts) == (needs_layout and not in_place)
 
 
 def test_fully_block_sparse_gna_pays_no_masking_and_na_does():
