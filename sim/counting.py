@@ -75,6 +75,7 @@ class Counts:
     bytes: Bytes
     assumptions: tuple[str, ...] = field(default_factory=tuple)
     tiles: TileCounts | None = None
+    kernels: tuple[str, ...] | None = None  # multi-op patterns: the kernels their ops form
 
     @property
     def attended_pairs(self) -> int:
@@ -148,6 +149,32 @@ def _bytes(wl: Workload, touched_keys: int, pairs_dense: int) -> Bytes:
     return Bytes(by_tensor=by_tensor, compulsory=compulsory, unfused=compulsory + passes * scores)
 
 
+def _graph_counts(wl: Workload, graph, pairs_dense: int) -> tuple[Flops, Bytes, tuple[str, ...]]:
+    """FLOPs and bytes of a multi-op pattern, summed over its op graph."""
+    from .patterns.opgraph import kernel_traffic_bytes, kernels, ops_of, tensor_bytes
+
+    ops = ops_of(graph)
+    qk = sum(op.matmul_flops for op in ops if op.side == "qk")
+    flops = Flops(by_op={op.name: op.matmul_flops for op in ops}, qk=qk,
+                  pv=sum(op.matmul_flops for op in ops) - qk, exp=sum(op.exp for op in ops),
+                  softmax_other=sum(op.other_flops for op in ops))
+    inputs, outputs = tensor_bytes(graph)
+    scores = wl.heads_total * pairs_dense * wl.element_bytes
+    unfused = kernel_traffic_bytes(graph) + FWD_PASSES_OVER_SCORES * scores
+    by_tensor = {**inputs, **outputs}
+    return flops, Bytes(by_tensor, sum(by_tensor.values()), unfused), tuple(kernels(graph))
+
+
+def _executed_flops(wl: Workload, graph, flops: Flops, pairs: int, visited_pairs: int) -> int:
+    """Matmul FLOPs with every (query, key) slot of the visited tiles computed, masked or not."""
+    if graph is None:  # matmul FLOPs of one pair in every head, times the visited slots
+        return _flops(wl, 1).matmul * visited_pairs
+    from .patterns.opgraph import ops_of
+
+    per_pair = sum(op.matmul_flops for op in ops_of(graph) if op.per_pair)
+    return flops.matmul - per_pair + (per_pair * visited_pairs // pairs if pairs else 0)
+
+
 def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Counts:
     """Exact counts of ``pattern`` on ``wl`` (and its tiles, given a tiling); raises
     PatternError for impossible parameters."""
@@ -155,16 +182,20 @@ def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Count
     pairs = pattern.pairs_per_head(wl)
     touched = pattern.touched_keys(wl)
     dense_pairs = wl.q_len * wl.kv_len
-    flops = _flops(wl, pairs)
+    graph = pattern.op_graph(wl, pairs)
+    if graph is None:
+        flops, bytes_, kernel_names = _flops(wl, pairs), _bytes(wl, touched, dense_pairs), None
+    else:
+        flops, bytes_, kernel_names = _graph_counts(wl, graph, dense_pairs)
     tiles, notes = None, []
     if tiling is not None:
         tiles = count_tiles(wl, pattern, tiling)
-        # matmul FLOPs of one pair in every head, times the pair slots visited tiles compute
-        flops = replace(flops, executed=_flops(wl, 1).matmul * tiles.visited_pairs)
+        flops = replace(flops, executed=_executed_flops(wl, graph, flops, pairs, tiles.visited_pairs))
         notes = [POLICY_NOTES[tiles.policy]]
     return Counts(
         workload=wl, pattern=pattern.describe(), pairs_per_head=pairs,
         dense_pairs_per_head=dense_pairs, touched_keys=touched,
-        flops=flops, bytes=_bytes(wl, touched, dense_pairs),
+        flops=flops, bytes=bytes_,
         assumptions=tuple(ASSUMPTIONS + pattern.assumptions(wl) + notes), tiles=tiles,
+        kernels=kernel_names,
     )

@@ -27,13 +27,15 @@ class Priced:
 
 
 def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None) -> Priced:
-    """Roofline always; on GPUs with tile counts, the tile-level model is the prediction."""
+    """Roofline always; on GPUs, a single fused attention kernel with tile counts is priced by
+    the tile-level model. Multi-op patterns get the roofline plus one launch per kernel."""
     roof = roofline(counts, hw)
-    if hw.kind == "gpu" and counts.tiles is not None:
+    if hw.kind == "gpu" and counts.tiles is not None and counts.kernels is None:
         tt = tile_time(counts, hw, padded)
         return Priced(counts, roof, tt.breakdown_s, tt)
-    breakdown = {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launch_time_s(counts, hw)}
-    return Priced(counts, roof, breakdown)
+    launches = launch_time_s(counts, hw) if counts.kernels is None else (
+        len(counts.kernels) * hw.get("launch_overhead_s"))
+    return Priced(counts, roof, {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launches})
 
 
 def _ratio(num: float, den: float) -> float:
@@ -62,6 +64,9 @@ class Prediction:
         notes = list(p.counts.assumptions) + list(p.roofline.assumptions)
         if p.tile_time is not None:
             notes += list(p.tile_time.assumptions)
+        elif p.counts.kernels is not None:
+            notes.append(f"multi-op pattern: predicted time = binding roof over all ops (perfect overlap) + "
+                         f"one launch per kernel ({', '.join(p.counts.kernels)}); no tile-level model yet")
         else:
             notes.append(f"predicted time = binding roof + {self.hw.name} launch overhead per kernel "
                          f"(no tile-level model for kind {self.hw.kind} yet)")

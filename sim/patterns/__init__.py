@@ -1,10 +1,11 @@
 """Attention patterns: named predicates with exact counting methods."""
 from .base import AxisLayout, Pattern
 from .library import Causal, Dense, Neighborhood, Sliding
+from .mla import MLA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, MLA)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "REGISTRY"]

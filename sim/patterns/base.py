@@ -46,6 +46,11 @@ class Pattern(ABC):
     def assumptions(self, wl: Workload) -> list[str]:
         return []
 
+    def op_graph(self, wl: Workload, pairs: int):
+        """Multi-op variants return a networkx graph of :class:`attnsim.patterns.opgraph.Op`
+        (their FLOPs and bytes come from it); a single fused attention kernel returns None."""
+        return None
+
     def describe(self) -> str:
         args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params().items())
         return f"{self.name}({args})" if args else self.name

@@ -102,6 +102,9 @@ def test_hw_show_lists_sources(capsys):
     (HUNYUAN + ["--dilation", "2x1x1", "--window", "18x24x24"], "dilation[0]=2"),
     (HUNYUAN + ["--q-tile", "128", "--policy", "range"], "policy range needs box tiles"),
     (["predict", "--seq", "64", "--pattern", "causal", "--stride", "2"], "--stride"),
+    (["predict", "--seq", "64", "--pattern", "mla", "--head-dim", "192", "--window", "5"], "--window"),
+    (["predict", "--seq", "64", "--pattern", "dense", "--kv-lora-rank", "8"], "--kv-lora-rank"),
+    (["predict", "--seq", "64", "--pattern", "mla", "--head-dim", "64"], "--rope-dim"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, field):
     code, out, err = run(capsys, *(argv if argv[0] in ("predict", "hw") else ["predict", *argv]))
@@ -141,3 +144,13 @@ def test_console_script_end_to_end():
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["counts"]["pairs_per_head"] == 4096 * 4097 // 2
+
+
+def test_mla_decode_json(capsys):
+    code, out, _ = run(capsys, "predict", "--hw", "H200", "--pattern", "mla", "--phase", "decode", "--seq", "4096",
+                       "--batch", "8", "--heads", "128", "--head-dim", "192", "--v-head-dim", "128", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["pattern"].startswith("mla(kv_lora_rank=512, rope_dim=64")
+    assert set(d["counts"]["flops"]["by_op"]) == {"q_absorb", "qk_latent", "pv_latent", "v_up"}
+    assert d["counts"]["bytes"]["by_tensor"]["c_kv"] == 8 * 4096 * 512 * 2

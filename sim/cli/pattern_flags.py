@@ -1,0 +1,87 @@
+"""Pattern flags: which flags each ``--pattern`` takes, and building the pattern from them.
+
+Every pattern names the flags it accepts; any other pattern flag given is refused with a
+one-line error, so a typo'd combination never silently prices something else.
+"""
+from __future__ import annotations
+
+import click
+
+from ..errors import PatternError
+from ..patterns import MLA, Causal, Dense, Neighborhood, Pattern, Sliding
+from ..patterns.mla import MODES as MLA_MODES
+from .parse import parse_causal, parse_dims
+
+PATTERN_OPTIONS = [
+    click.option("--window", default=None, help="Window: 512 (sliding) or 18x24x24 (neighborhood)."),
+    click.option("--dilation", default=None, help="Neighborhood dilation per dim, e.g. 1x2x2."),
+    click.option("--stride", default=None, help="Neighborhood (GNA) stride per dim, e.g. 16x8x8."),
+    click.option("--causal", is_flag=False, flag_value="all", default=None,
+                 help="Causal variant: --causal alone = every dim; per dim as 1x0x0; 0 = off."),
+    click.option("--kv-lora-rank", type=int, default=None, help="MLA latent KV dim [default: 512]."),
+    click.option("--rope-dim", type=int, default=None, help="MLA decoupled RoPE key dim [default: 64]."),
+    click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
+                 help="MLA: up-project K/V (prefill) or absorbed weights (decode) [default: auto]."),
+]
+# pattern -> the pattern flags it accepts
+ACCEPTS = {
+    "dense": set(),
+    "causal": set(),
+    "sliding": {"window", "causal"},
+    "neighborhood": {"window", "dilation", "stride", "causal"},
+    "mla": {"causal", "kv_lora_rank", "rope_dim", "mla_mode"},
+}
+PATTERN_FLAGS = {"window", "dilation", "stride", "causal", "kv_lora_rank", "rope_dim", "mla_mode"}
+
+
+def _refuse_others(f: dict) -> None:
+    name = f["pattern"]
+    for flag in sorted(PATTERN_FLAGS - ACCEPTS[name]):
+        if f.get(flag) is not None:
+            hint = " (use --pattern causal)" if name == "dense" and flag == "causal" else ""
+            raise PatternError(f"--{flag.replace('_', '-')} does not apply to --pattern {name}{hint}")
+
+
+def _window(f: dict) -> tuple[int, ...]:
+    window = parse_dims("--window", f["window"])
+    if window is None:
+        raise PatternError(f"--pattern {f['pattern']} needs --window (e.g. 512, or 18x24x24 on a grid)")
+    return window
+
+
+def _sliding(f: dict) -> Pattern:
+    window, causal = _window(f), parse_causal(f["causal"])
+    if len(window) != 1:
+        raise PatternError("--window for sliding is one number (keys per query), e.g. 4096")
+    if causal is not None and len(causal) != 1:
+        raise PatternError("--causal for sliding takes no per-dim value: use --causal alone")
+    return Sliding(window=window[0], causal=bool(causal and causal[0]))
+
+
+def _neighborhood(f: dict) -> Pattern:
+    return Neighborhood(window=_window(f), dilation=parse_dims("--dilation", f["dilation"]) or (1,),
+                        stride=parse_dims("--stride", f["stride"]) or (1,),
+                        causal=parse_causal(f["causal"]) or (False,))
+
+
+def _mla(f: dict) -> Pattern:
+    causal = parse_causal(f["causal"])
+    if causal is not None and len(causal) != 1:
+        raise PatternError("--causal for mla is on or off: --causal (default) or --causal 0")
+    return MLA(kv_lora_rank=f["kv_lora_rank"] if f["kv_lora_rank"] is not None else 512,
+               rope_dim=f["rope_dim"] if f["rope_dim"] is not None else 64,
+               causal=True if causal is None else causal[0], mode=f["mla_mode"] or "auto")
+
+
+BUILDERS = {
+    "dense": lambda f: Dense(),
+    "causal": lambda f: Causal(),
+    "sliding": _sliding,
+    "neighborhood": _neighborhood,
+    "mla": _mla,
+}
+
+
+def build_pattern(f: dict) -> Pattern:
+    _refuse_others(f)
+    return BUILDERS[f["pattern"]](f)
