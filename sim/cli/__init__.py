@@ -7,6 +7,7 @@ import click
 
 from ..errors import AttnsimError
 from .explain import explain
+from .formula import formula
 from .hw import hw
 from .predict import predict, speedup
 from .tiles import tiles
@@ -25,6 +26,7 @@ cli.add_command(speedup)
 cli.add_command(hw)
 cli.add_command(tiles)
 cli.add_command(explain)
+cli.add_command(formula)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,147 @@
+"""Closed forms (sympy) of each pattern's counts, for ``attnsim formula`` and vectorised sweeps.
+
+Each formula is derived independently of attnsim.counting and tests prove them equal on random
+workloads (``tests/test_formulas.py``); ``lambdify`` turns them into numpy functions. Symbols:
+
+    B batch, H query heads, Hkv KV heads, N queries, M keys, D QK head dim, Dv V head dim,
+    e input bytes per element, eo output bytes per element, w window, k_i window of grid dim i,
+    wl/wr keys before/after the query (symmetric sliding window), r latent KV rank (MLA),
+    rho RoPE dim (MLA).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import PatternError
+from .patterns import MLA, Causal, Dense, Neighborhood, Pattern, Sliding
+from .workload import Workload
+
+PHASES = ("fwd", "decode", "bwd", "fwd+bwd")
+LSE_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Formula:
+    pattern: str
+    phase: str
+    exprs: dict          # quantity -> sympy expression
+    symbols: dict        # symbol name -> meaning
+    assumes: tuple[str, ...]
+
+
+def _sym():
+    import sympy as sp  # heavy: imported only by `attnsim formula` and sweeps
+
+    names = "B H Hkv N M D Dv e eo w wl wr r rho"
+    return sp, dict(zip(names.split(), sp.symbols(names, positive=True, integer=True)))
+
+
+MEANINGS = {"B": "batch", "H": "query heads", "Hkv": "KV heads", "N": "queries per head",
+            "M": "keys per head", "D": "QK head dim", "Dv": "V head dim", "e": "bytes per input element",
+            "eo": "bytes per output element", "w": "window",
+            "wl": "keys before the query (window // 2)", "wr": "keys after the query", "r": "MLA kv_lora_rank", "rho": "MLA rope_dim"}
+
+
+def _pairs(sp, s, pattern: Pattern, rank: int):
+    """Pairs per head and the assumptions the closed form needs."""
+    n, m, w = s["N"], s["M"], s["w"]
+    if isinstance(pattern, (Dense,)):
+        return n * m, ()
+    if isinstance(pattern, Causal) or (isinstance(pattern, MLA) and pattern.causal):
+        # bottom-right alignment: query i sees min(M, i + M - N + 1) keys (N <= M)
+        return n * (m - n) + n * (n + 1) / 2, ("N <= M",)
+    if isinstance(pattern, MLA):
+        return n * m, ()
+    if isinstance(pattern, Sliding) and pattern.causal:
+        return w * (w + 1) / 2 + (n - w) * w, ("N = M", "w <= N")
+    if isinstance(pattern, Sliding):
+        # wl = w // 2 keys before, wr = w - 1 - wl after; windows shrink at both borders
+        left, right = s["wl"], s["wr"]
+        return n * (left + right + 1) - left * (left + 1) / 2 - right * (right + 1) / 2, ("N = M", "w <= N")
+    if isinstance(pattern, Neighborhood) and not any(pattern._per_dim("causal", rank)):
+        # windows shift inside the grid, never shrink: every query sees prod(k_i) keys
+        ks = sp.symbols(" ".join(f"k_{i}" for i in range(rank)), positive=True, integer=True)
+        return n * sp.Mul(*(ks if rank > 1 else (ks,))), ("N = M = prod(L_i)",)
+    raise PatternError(f"no closed form for {pattern.describe()}: causal neighborhood windows are "
+                       "clipped per dilation group, so attnsim counts them exactly but has no formula")
+
+
+def _mla_ops(s, p: MLA, wl_phase: str, pairs):
+    b, h, n, m, d, dv, r, rho = (s[k] for k in ("B", "H", "N", "M", "D", "Dv", "r", "rho"))
+    nope = d - rho
+    if p.mode == "absorbed" or (p.mode == "auto" and wl_phase == "decode"):
+        ops = {"q_absorb": 2 * b * n * h * nope * r, "qk_latent": 2 * b * h * pairs * (r + rho),
+               "pv_latent": 2 * b * h * pairs * r, "v_up": 2 * b * n * h * r * dv}
+        inputs = s["e"] * (b * n * h * nope + r * h * nope + b * n * h * rho + b * m * r + b * m * rho + r * h * dv)
+    else:
+        ops = {"k_nope_up": 2 * b * m * r * h * nope, "v_up": 2 * b * m * r * h * dv,
+               "qk": 2 * b * h * pairs * d, "pv": 2 * b * h * pairs * dv}
+        inputs = s["e"] * (b * m * r + r * h * nope + r * h * dv + b * n * h * d + b * m * rho)
+    return ops, inputs + s["eo"] * b * n * h * dv
+
+
+def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
+    """Closed forms of pairs per head, matmul FLOPs, exponentials and compulsory bytes."""
+    if phase not in PHASES:
+        raise PatternError(f"--phase {phase!r}: use one of {', '.join(PHASES)}")
+    sp, s = _sym()
+    pairs, assumes = _pairs(sp, s, pattern, rank)
+    b, h, hkv, n, m, d, dv, e, eo = (s[k] for k in ("B", "H", "Hkv", "N", "M", "D", "Dv", "e", "eo"))
+    heads = b * h
+    exprs = {"pairs_per_head": sp.factor(pairs)}
+    if isinstance(pattern, MLA):
+        if phase in ("bwd", "fwd+bwd"):
+            raise PatternError("--pattern mla models --phase fwd and decode only")
+        ops, compulsory = _mla_ops(s, pattern, phase, pairs)
+        exprs.update({f"matmul_flops.{k}": sp.factor(v) for k, v in ops.items()})
+        exprs["matmul_flops"] = sp.factor(sum(ops.values()))
+        exprs["exp"] = sp.factor(heads * pairs)
+        exprs["compulsory_bytes"] = sp.factor(compulsory)
+        return Formula(pattern.name, phase, exprs, _used(exprs), assumes)
+    qk, pv = 2 * heads * pairs * d, 2 * heads * pairs * dv
+    q, kv, o = e * b * h * n * d, e * b * hkv * m * (d + dv), eo * b * h * n * dv
+    lse = LSE_BYTES * b * h * n
+    matmul, exp, compulsory = {
+        "fwd": (qk + pv, heads * pairs, q + kv + o),
+        "decode": (qk + pv, heads * pairs, q + kv + o),
+        # FlashAttention-2 backward: S and dQ, dK contract over D (3x), dV and dP over Dv (2x);
+        # reads Q, K, V, O, dO, LSE, writes dQ, dK, dV.
+        "bwd": (3 * qk + 2 * pv, heads * pairs, 2 * (q + kv) + 2 * o + lse),
+        "fwd+bwd": (4 * qk + 3 * pv, 2 * heads * pairs, 3 * (q + kv) + 3 * o + 2 * lse),
+    }[phase]
+    exprs.update({"matmul_flops": sp.factor(matmul), "exp": sp.factor(exp),
+                  "compulsory_bytes": sp.factor(compulsory)})
+    assumes += ("every key is attended by some query (touched keys = M)",)
+    return Formula(pattern.name, phase, exprs, _used(exprs), assumes)
+
+
+def _used(exprs: dict) -> dict:
+    names = sorted({str(x) for v in exprs.values() for x in v.free_symbols})
+    return {n: MEANINGS.get(n, f"window of grid dim {n[2:]}" if n.startswith("k_") else n) for n in names}
+
+
+def values(wl: Workload, pattern: Pattern) -> dict:
+    """The symbol values of ``wl`` and ``pattern`` (to evaluate a formula)."""
+    out = {"B": wl.batch, "H": wl.q_heads, "Hkv": wl.kv_heads, "N": wl.q_len, "M": wl.kv_len,
+           "D": wl.qk_head_dim, "Dv": wl.v_head_dim, "e": wl.element_bytes, "eo": wl.output_bytes}
+    if isinstance(pattern, Sliding):
+        out.update(w=pattern.window, wl=pattern.window // 2, wr=pattern.window - 1 - pattern.window // 2)
+    if isinstance(pattern, MLA):
+        out.update(r=pattern.kv_lora_rank, rho=pattern.rope_dim)
+    if isinstance(pattern, Neighborhood):
+        rank = len(wl.q_grid)
+        out.update({f"k_{i}": k for i, k in enumerate(pattern._per_dim("window", rank))})
+    return out
+
+
+def evaluate(f: Formula, wl: Workload, pattern: Pattern) -> dict:
+    """Each quantity's numeric value (via lambdify, as a sweep would use it)."""
+    import sympy as sp
+
+    vals = values(wl, pattern)
+    out = {}
+    for name, expr in f.exprs.items():
+        syms = sorted(expr.free_symbols, key=str)
+        fn = sp.lambdify(syms, expr, "numpy")
+        out[name] = fn(*(vals[str(x)] for x in syms)) if syms else float(expr)
+    return out
