@@ -1,2 +1,49 @@
-"""Paper cases (YAML, one per paper with a performance claim). The case library and its
-loader arrive with the pattern library; this package ships the YAML files as data."""
+"""Paper cases: one YAML per paper with a performance claim (cases/papers/*.yaml, format in
+cases/papers/README.md), and the verdict attnsim gives each claim."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from attnsim.errors import AttnsimError
+
+CLAIM_TOLERANCE = 1.05  # a claim within 5 % of a bound is consistent (rounding in papers)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    family: str
+    raw: dict
+
+    @property
+    def claim(self) -> dict:
+        return self.raw["claim"]
+
+
+def case_paths() -> dict[str, Path]:
+    folder = resources.files("attnsim.cases").joinpath("papers")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def load_case(path: Path) -> Case:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise AttnsimError(f"{path}: invalid YAML ({err})") from None
+    for key in ("name", "title", "family", "pattern", "workload", "hardware", "claim"):
+        if key not in raw:
+            raise AttnsimError(f"{path}: missing '{key}' (see cases/papers/README.md)")
+    return Case(raw["name"], raw["title"], raw["family"], raw)
+
+
+def load_cases(names: tuple[str, ...] = ()) -> list[Case]:
+    paths = case_paths()
+    unknown = [n for n in names if n not in paths]
+    if unknown:
+        raise AttnsimError(f"no case named {unknown[0]!r}: see `attnsim cases list`")
+    return [load_case(paths[n]) for n in (names or sorted(paths))]

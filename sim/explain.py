@@ -31,8 +31,10 @@ def _us(value_s: float) -> str:
 
 def flop_section(r: Prediction, pattern: Pattern) -> Section:
     c = r.pattern.counts
-    lay = pattern.layout(c.workload)
-    dims = [rule.pairs(a, b) / (a * b) for rule, a, b in zip(lay.rules, lay.q_extents, lay.kv_extents)]
+    dims = []
+    if pattern.tileable:
+        lay = pattern.layout(c.workload)
+        dims = [rule.pairs(a, b) / (a * b) for rule, a, b in zip(lay.rules, lay.q_extents, lay.kv_extents)]
     per_query = c.pairs_per_head / c.workload.q_len
     lines = [f"Each query keeps {per_query:,.{0 if per_query.is_integer() else 1}f} of {c.workload.kv_len:,} keys "
              f"on average (density {c.density:.4%}), so at most {_x(r.speedup_vs_dense['flop'])} fewer "
@@ -45,9 +47,11 @@ def flop_section(r: Prediction, pattern: Pattern) -> Section:
                                                 "bound": r.speedup_vs_dense["flop"]})
 
 
-def tile_section(r: Prediction, pattern: Pattern) -> Section:
+def tile_section(r: Prediction, pattern: Pattern) -> Section | None:
     p, d = r.pattern.counts, r.dense.counts
     t = p.tiles
+    if t is None:
+        return None
     shape = f"Q {'x'.join(map(str, t.q_tile))} / KV {'x'.join(map(str, t.kv_tile))}"
     lines = [f"Tiles {shape}, {t.policy} policy: the pattern visits {t.visited:,} of the {d.tiles.visited:,} "
              f"tiles dense visits per head ({_x(r.speedup_vs_dense['tile'])} tile bound); "
@@ -99,7 +103,7 @@ def tile_model_section(r: Prediction) -> Section | None:
 def _gap_sentence(r: Prediction, pred: dict, dense: dict) -> str:
     """Which breakdown parts grow most, as a share of the time, from dense to the pattern."""
     s = r.speedup_vs_dense
-    if s["predicted"] > s["tile"]:
+    if s["tile"] is not None and s["predicted"] > s["tile"]:
         waves = max(r.dense.tile_time.waves.values())
         return (f"Predicted speedup {_x(s['predicted'])} is above the tile bound: dense's {waves:.2f} "
                 f"waves of CTAs round up to {math.ceil(waves)}, while the pattern's uneven CTAs pack tighter.")

@@ -53,7 +53,7 @@ class Prediction:
         p, d = self.pattern, self.dense
         return {
             "flop": _ratio(d.counts.pairs_per_head, p.counts.pairs_per_head),
-            "tile": _ratio(d.counts.tiles.visited, p.counts.tiles.visited),
+            "tile": _ratio(d.counts.tiles.visited, p.counts.tiles.visited) if p.counts.tiles else None,
             "roofline": _ratio(d.roofline.time_s, p.roofline.time_s),
             "predicted": _ratio(d.predicted_s, p.predicted_s),
         }
@@ -78,6 +78,7 @@ class Prediction:
             "hw": {"name": self.hw.name, "kind": self.hw.kind},
             "workload": _workload_dict(p.counts.workload),
             "pattern": p.counts.pattern,
+            "baseline": self.dense.counts.pattern,
             "counts": p.counts.to_dict(),
             "tiles": p.counts.tiles_dict(),
             "time_s": {"roofline": p.roofline.time_s, "predicted": p.predicted_s,
@@ -101,16 +102,22 @@ def _workload_dict(wl: Workload) -> dict:
 
 
 def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
-            tiling: Tiling | TilingRequest | None = None) -> Prediction:
+            tiling: Tiling | TilingRequest | None = None, baseline: Pattern | None = None) -> Prediction:
     """Exact counts of ``pattern`` and of dense attention on ``workload`` (both tiled alike),
     priced on ``hw``. Unset tiles come from the device (:func:`attnsim.tiles.default_tiling`):
-    FlexAttention 128x128 blocks on 1D layouts, NATTEN's fused-kernel boxes on grids."""
+    FlexAttention 128x128 blocks on 1D layouts, NATTEN's fused-kernel boxes on grids.
+    ``baseline`` (default dense) is what "speedup vs dense" compares against, e.g. Causal()
+    for a causal sparse pattern whose paper compares against causal full attention."""
+    baseline = baseline or Dense()
     profile = load_profile(hw) if isinstance(hw, str) else hw
     pattern.check(workload)
+    if not pattern.tileable:  # data-dependent masks: no tile counts for it or its baseline
+        return Prediction(profile, price(count(workload, pattern), profile),
+                          price(count(workload, baseline), profile))
     if not isinstance(tiling, Tiling):
         tiling = (tiling or TilingRequest()).resolve(workload, pattern, profile)
     fused = profile.natten_tiles
     # CUTLASS-2.x FNA (Ampere/Ada) tiles the grid in place; Hopper/Blackwell FNA permute tokens.
     padded = None if fused and not fused.token_permute else permuted_tokens(workload, pattern, tiling)
     return Prediction(profile, price(count(workload, pattern, tiling), profile, padded),
-                      price(count(workload, Dense(), tiling), profile, padded))
+                      price(count(workload, baseline, tiling), profile, padded))

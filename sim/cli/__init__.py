@@ -6,6 +6,7 @@ import sys
 import click
 
 from ..errors import AttnsimError
+from .cases import cases
 from .explain import explain
 from .formula import formula
 from .hw import hw
@@ -26,6 +27,7 @@ cli.add_command(speedup)
 cli.add_command(hw)
 cli.add_command(tiles)
 cli.add_command(explain)
+cli.add_command(cases)
 cli.add_command(formula)
 
 

@@ -18,8 +18,8 @@ from .options import workload_options
 @workload_options
 def explain(spec, hw_name: str, as_json: bool) -> None:
     """Why the FLOP bound, tile bound, roofline and predicted speedup are what they are."""
-    wl, pattern, tiling = spec
-    result = run_predict(wl, pattern, load_profile(hw_name), tiling)
+    wl, pattern, tiling, baseline = spec
+    result = run_predict(wl, pattern, load_profile(hw_name), tiling, baseline)
     sections = run_explain(result, pattern)
     if as_json:
         click.echo(json.dumps([{"topic": s.topic, "lines": list(s.lines), "numbers": s.numbers}

@@ -23,7 +23,9 @@ def seconds(value: float) -> str:
     return f"{value / 1e-9:.3g} ns"
 
 
-def ratio(value: float) -> str:
+def ratio(value: float | None) -> str:
+    if value is None:
+        return "n/a"
     return "inf" if value == float("inf") else f"{value:.2f}x"
 
 

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import click
 
 from ..errors import AttnsimError
-from ..patterns import REGISTRY, Pattern
+from ..patterns import REGISTRY, Causal, Dense, Pattern
 from ..tiles import POLICIES, TilingRequest
 from ..workload import DTYPES, PHASES, Workload
 from .pattern_flags import PATTERN_OPTIONS, build_pattern
 from .parse import parse_dims
 
+
+BASELINES = {"dense": Dense, "causal": Causal}
 
 WORKLOAD_OPTIONS = [
     click.option("--pattern", type=click.Choice(sorted(REGISTRY)), default="dense", show_default=True,
@@ -29,6 +32,8 @@ WORKLOAD_OPTIONS = [
     click.option("--decode-tokens", type=int, default=1, show_default=True,
                  help="New query tokens per decode step (speculative decoding > 1)."),
     *PATTERN_OPTIONS,
+    click.option("--baseline", type=click.Choice(sorted(BASELINES)), default="dense", show_default=True,
+                 help="What the speedups compare against (causal: full causal attention)."),
     click.option("--q-tile", default=None, help="Q tile: 128 (1D blocks) or 4x4x8 (grid boxes)."),
     click.option("--kv-tile", default=None, help="KV tile, same rank as --q-tile."),
     click.option("--policy", type=click.Choice(list(POLICIES)), default=None,
@@ -77,12 +82,26 @@ def build_tiling(f: dict, wl: Workload, pattern: Pattern) -> TilingRequest:
     """The tile flags; what they leave unset is the device's default (known once --hw is)."""
     request = TilingRequest(parse_dims("--q-tile", f["q_tile"]), parse_dims("--kv-tile", f["kv_tile"]),
                             f["policy"])
+    if not pattern.tileable:
+        if request != TilingRequest():
+            raise AttnsimError(f"--pattern {pattern.name} has a data-dependent mask and no tile counts: "
+                               "drop --q-tile/--kv-tile/--policy")
+        return request
     request.resolve(wl, pattern)  # shape errors surface now, before any device is loaded
     return request
 
 
-def spec_from_flags(f: dict):
-    """Flags -> (workload, pattern, tiling), validated (raises AttnsimError on bad input)."""
+class Spec(NamedTuple):
+    workload: Workload
+    pattern: Pattern
+    tiling: TilingRequest
+    baseline: Pattern  # what "speedup vs dense" compares against
+
+
+def spec_from_flags(f: dict) -> Spec:
+    """Flags -> Spec, validated (raises AttnsimError on bad input)."""
     wl, pattern = build_workload(f), build_pattern(f)
     pattern.check(wl)
-    return wl, pattern, build_tiling(f, wl, pattern)
+    baseline = BASELINES[f["baseline"]]()
+    baseline.check(wl)
+    return Spec(wl, pattern, build_tiling(f, wl, pattern), baseline)

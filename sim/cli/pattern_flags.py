@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PatternError
-from ..patterns import MLA, Causal, Dense, Neighborhood, Pattern, Sliding
+from ..patterns import MLA, Causal, Dense, MoBA, Neighborhood, Pattern, Sliding
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -20,6 +20,8 @@ PATTERN_OPTIONS = [
                  help="Causal variant: --causal alone = every dim; per dim as 1x0x0; 0 = off."),
     click.option("--kv-lora-rank", type=int, default=None, help="MLA latent KV dim [default: 512]."),
     click.option("--rope-dim", type=int, default=None, help="MLA decoupled RoPE key dim [default: 64]."),
+    click.option("--block-size", type=int, default=None, help="MoBA: keys per block."),
+    click.option("--top-k", type=int, default=None, help="MoBA: blocks per query, own block included."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
                  help="MLA: up-project K/V (prefill) or absorbed weights (decode) [default: auto]."),
 ]
@@ -30,8 +32,9 @@ ACCEPTS = {
     "sliding": {"window", "causal"},
     "neighborhood": {"window", "dilation", "stride", "causal"},
     "mla": {"causal", "kv_lora_rank", "rope_dim", "mla_mode"},
+    "moba": {"causal", "block_size", "top_k"},
 }
-PATTERN_FLAGS = {"window", "dilation", "stride", "causal", "kv_lora_rank", "rope_dim", "mla_mode"}
+PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
 
 def _refuse_others(f: dict) -> None:
@@ -73,12 +76,23 @@ def _mla(f: dict) -> Pattern:
                causal=True if causal is None else causal[0], mode=f["mla_mode"] or "auto")
 
 
+def _moba(f: dict) -> Pattern:
+    causal = parse_causal(f["causal"])
+    if causal is not None and len(causal) != 1:
+        raise PatternError("--causal for moba is on or off: --causal or --causal 0")
+    for flag in ("block_size", "top_k"):
+        if f[flag] is None:
+            raise PatternError(f"--pattern moba needs --{flag.replace('_', '-')} (e.g. --block-size 4096 --top-k 12)")
+    return MoBA(block_size=f["block_size"], top_k=f["top_k"], causal=bool(causal and causal[0]))
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
     "sliding": _sliding,
     "neighborhood": _neighborhood,
     "mla": _mla,
+    "moba": _moba,
 }
 
 

@@ -20,8 +20,8 @@ from .options import workload_options
 @workload_options
 def predict(spec, hw_name: str, as_json: bool) -> None:
     """Exact counts, roofline and predicted time of a pattern, and its speedup vs dense."""
-    wl, pattern, tiling = spec
-    result = run_predict(wl, pattern, load_profile(hw_name), tiling)
+    wl, pattern, tiling, baseline = spec
+    result = run_predict(wl, pattern, load_profile(hw_name), tiling, baseline)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -70,9 +70,10 @@ def render_prediction(r: Prediction, console: Console) -> None:
         console.print(parts)
     s = r.speedup_vs_dense
     t = c.tiles
-    console.print(f"Tiles ({t.policy}, Q {'x'.join(map(str, t.q_tile))} / KV {'x'.join(map(str, t.kv_tile))}, "
-                  f"per head): {t.total:,} total, {t.full:,} full, {t.partial:,} partial, {t.empty:,} empty; "
-                  f"{t.visited:,} visited, {t.masked:,} masked")
+    if t is not None:
+        console.print(f"Tiles ({t.policy}, Q {'x'.join(map(str, t.q_tile))} / KV {'x'.join(map(str, t.kv_tile))}, "
+                      f"per head): {t.total:,} total, {t.full:,} full, {t.partial:,} partial, {t.empty:,} empty; "
+                      f"{t.visited:,} visited, {t.masked:,} masked")
     console.print(f"Speedup vs dense: FLOP bound [bold]{fmt.ratio(s['flop'])}[/], tile bound "
                   f"[bold]{fmt.ratio(s['tile'])}[/], roofline [bold]{fmt.ratio(s['roofline'])}[/], "
                   f"predicted [bold]{fmt.ratio(s['predicted'])}[/]")
@@ -87,12 +88,12 @@ def render_prediction(r: Prediction, console: Console) -> None:
 @workload_options
 def speedup(spec, hw_names: tuple[str, ...], as_json: bool) -> None:
     """One table: the pattern versus dense attention on several hardware profiles."""
-    wl, pattern, tiling = spec
+    wl, pattern, tiling, baseline = spec
     profiles = [load_profile(n) for n in hw_names] if hw_names else list_profiles()
     rows = []
     for hw in profiles:
         try:
-            rows.append(run_predict(wl, pattern, hw, tiling).to_dict())
+            rows.append(run_predict(wl, pattern, hw, tiling, baseline).to_dict())
         except AttnsimError as err:  # e.g. a dtype this device lacks: say so in its row
             rows.append({"hw": {"name": hw.name, "kind": hw.kind}, "error": str(err)})
     if as_json:

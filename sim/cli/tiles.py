@@ -26,7 +26,7 @@ COUNT_FIELDS = ("total", "full", "partial", "empty", "visited", "masked")
 @workload_options
 def tiles(spec, hw_name: str | None, as_json: bool, png: str | None) -> None:
     """Full, partial, empty and visited tiles of a tiling (per batch and head), optionally drawn."""
-    wl, pattern, request = spec
+    wl, pattern, request, _ = spec
     tiling = request.resolve(wl, pattern, load_profile(hw_name) if hw_name else None)
     counts = count_tiles(wl, pattern, tiling)
     dims = tile_grid(wl, pattern, tiling)

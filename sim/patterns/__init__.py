@@ -2,10 +2,11 @@
 from .base import AxisLayout, Pattern
 from .library import Causal, Dense, Neighborhood, Sliding
 from .mla import MLA
+from .moba import MoBA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, MLA)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, MLA, MoBA)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "REGISTRY"]

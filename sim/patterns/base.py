@@ -30,6 +30,7 @@ class Pattern(ABC):
     """
 
     name: str = ""
+    tileable: bool = True  # False: data-dependent masks (top-k routing) have no tile counts
 
     @abstractmethod
     def check(self, wl: Workload) -> None:

@@ -105,6 +105,10 @@ def test_hw_show_lists_sources(capsys):
     (["predict", "--seq", "64", "--pattern", "mla", "--head-dim", "192", "--window", "5"], "--window"),
     (["predict", "--seq", "64", "--pattern", "dense", "--kv-lora-rank", "8"], "--kv-lora-rank"),
     (["predict", "--seq", "64", "--pattern", "mla", "--head-dim", "64"], "--rope-dim"),
+    (["predict", "--seq", "4096", "--pattern", "moba", "--block-size", "512"], "--top-k"),
+    (["predict", "--seq", "4096", "--pattern", "moba", "--block-size", "512", "--top-k", "2", "--q-tile", "128"],
+     "--q-tile"),
+    (["predict", "--seq", "4096", "--pattern", "moba", "--block-size", "512", "--top-k", "9"], "--top-k 9"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, field):
     code, out, err = run(capsys, *(argv if argv[0] in ("predict", "hw") else ["predict", *argv]))
@@ -154,3 +158,17 @@ def test_mla_decode_json(capsys):
     assert d["pattern"].startswith("mla(kv_lora_rank=512, rope_dim=64")
     assert set(d["counts"]["flops"]["by_op"]) == {"q_absorb", "qk_latent", "pv_latent", "v_up"}
     assert d["counts"]["bytes"]["by_tensor"]["c_kv"] == 8 * 4096 * 512 * 2
+
+
+def test_moba_against_a_causal_baseline(capsys):
+    argv = ["predict", "--pattern", "moba", "--seq", "65536", "--block-size", "4096", "--top-k", "3", "--causal",
+            "--json"]
+    bounds = {}
+    for baseline in ("dense", "causal"):
+        code, out, _ = run(capsys, *argv, "--baseline", baseline)
+        assert code == 0
+        d = json.loads(out)
+        assert d["baseline"] == baseline and d["tiles"] is None and d["speedup_vs_dense"]["tile"] is None
+        bounds[baseline] = d["speedup_vs_dense"]["flop"]
+    # the causal baseline keeps about half the pairs of dense: half the bound
+    assert bounds["causal"] == pytest.approx(bounds["dense"] * (65536 + 1) / (2 * 65536))
