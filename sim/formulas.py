@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import PatternError
-from .patterns import MLA, Causal, Dense, Neighborhood, Pattern, Sliding
+from .patterns import MLA, Causal, Dense, Linear, Neighborhood, Pattern, Sliding
 from .workload import Workload
 
 PHASES = ("fwd", "decode", "bwd", "fwd+bwd")
@@ -32,14 +32,14 @@ class Formula:
 def _sym():
     import sympy as sp  # heavy: imported only by `attnsim formula` and sweeps
 
-    names = "B H Hkv N M D Dv e eo w wl wr r rho"
+    names = "B H Hkv N M D Dv e eo w wl wr r rho C"
     return sp, dict(zip(names.split(), sp.symbols(names, positive=True, integer=True)))
 
 
 MEANINGS = {"B": "batch", "H": "query heads", "Hkv": "KV heads", "N": "queries per head",
             "M": "keys per head", "D": "QK head dim", "Dv": "V head dim", "e": "bytes per input element",
             "eo": "bytes per output element", "w": "window",
-            "wl": "keys before the query (window // 2)", "wr": "keys after the query", "r": "MLA kv_lora_rank", "rho": "MLA rope_dim"}
+            "wl": "keys before the query (window // 2)", "wr": "keys after the query", "r": "MLA kv_lora_rank", "rho": "MLA rope_dim", "C": "linear attention chunk"}
 
 
 def _pairs(sp, s, pattern: Pattern, rank: int):
@@ -47,10 +47,10 @@ def _pairs(sp, s, pattern: Pattern, rank: int):
     n, m, w = s["N"], s["M"], s["w"]
     if isinstance(pattern, (Dense,)):
         return n * m, ()
-    if isinstance(pattern, Causal) or (isinstance(pattern, MLA) and pattern.causal):
+    if isinstance(pattern, Causal) or (isinstance(pattern, (MLA, Linear)) and pattern.causal):
         # bottom-right alignment: query i sees min(M, i + M - N + 1) keys (N <= M)
         return n * (m - n) + n * (n + 1) / 2, ("N <= M",)
-    if isinstance(pattern, MLA):
+    if isinstance(pattern, (MLA, Linear)):
         return n * m, ()
     if isinstance(pattern, Sliding) and pattern.causal:
         return w * (w + 1) / 2 + (n - w) * w, ("N = M", "w <= N")
@@ -89,6 +89,8 @@ def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
     b, h, hkv, n, m, d, dv, e, eo = (s[k] for k in ("B", "H", "Hkv", "N", "M", "D", "Dv", "e", "eo"))
     heads = b * h
     exprs = {"pairs_per_head": sp.factor(pairs)}
+    if isinstance(pattern, Linear):
+        return _linear_formula(sp, s, pattern, phase, pairs, assumes)
     if isinstance(pattern, MLA):
         if phase in ("bwd", "fwd+bwd"):
             raise PatternError("--pattern mla models --phase fwd and decode only")
@@ -115,6 +117,25 @@ def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
     return Formula(pattern.name, phase, exprs, _used(exprs), assumes)
 
 
+def _linear_formula(sp, s, p: Linear, phase: str, pairs, assumes) -> Formula:
+    b, h, hkv, n, m, d, dv, e, eo, c = (s[k] for k in ("B", "H", "Hkv", "N", "M", "D", "Dv", "e", "eo", "C"))
+    if phase in ("bwd", "fwd+bwd"):
+        raise PatternError("--pattern linear models --phase fwd and decode only")
+    state = 2 * b * h * n * d * dv  # one D x Dv product per query (read-out) and per key (update)
+    if phase == "decode" or not p.causal:
+        matmul = 2 * state
+    else:  # chunks of C, the last one N mod C: full C x C intra-chunk products
+        squares = sp.floor(n / c) * c**2 + (n - sp.floor(n / c) * c) ** 2
+        matmul = 2 * b * h * squares * (d + dv) + 2 * state
+    keys = n if phase == "decode" else m
+    compulsory = e * b * (h * n * d + hkv * keys * (d + dv)) + eo * b * h * n * dv
+    if phase == "decode":
+        compulsory += 2 * b * h * d * dv * 4  # fp32 state in and out
+    exprs = {"pairs_per_head": sp.factor(pairs), "matmul_flops": matmul, "exp": sp.Integer(0),
+             "compulsory_bytes": sp.factor(compulsory)}
+    return Formula(p.name, phase, exprs, _used(exprs), assumes)
+
+
 def _used(exprs: dict) -> dict:
     names = sorted({str(x) for v in exprs.values() for x in v.free_symbols})
     return {n: MEANINGS.get(n, f"window of grid dim {n[2:]}" if n.startswith("k_") else n) for n in names}
@@ -128,6 +149,8 @@ def values(wl: Workload, pattern: Pattern) -> dict:
         out.update(w=pattern.window, wl=pattern.window // 2, wr=pattern.window - 1 - pattern.window // 2)
     if isinstance(pattern, MLA):
         out.update(r=pattern.kv_lora_rank, rho=pattern.rope_dim)
+    if isinstance(pattern, Linear):
+        out["C"] = pattern.chunk
     if isinstance(pattern, Neighborhood):
         rank = len(wl.q_grid)
         out.update({f"k_{i}": k for i, k in enumerate(pattern._per_dim("window", rank))})

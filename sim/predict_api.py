@@ -52,7 +52,9 @@ class Prediction:
     def speedup_vs_dense(self) -> dict[str, float]:
         p, d = self.pattern, self.dense
         return {
-            "flop": _ratio(d.counts.pairs_per_head, p.counts.pairs_per_head),
+            # matmul FLOPs, not pairs: equal for masks, and counts routing or latent work of
+            # multi-op patterns (MoBA's gate, MLA's decompression, linear attention's state)
+            "flop": _ratio(d.counts.flops.matmul, p.counts.flops.matmul),
             "tile": _ratio(d.counts.tiles.visited, p.counts.tiles.visited) if p.counts.tiles else None,
             "roofline": _ratio(d.roofline.time_s, p.roofline.time_s),
             "predicted": _ratio(d.predicted_s, p.predicted_s),

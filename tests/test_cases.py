@@ -30,7 +30,7 @@ def test_flash_moba_is_judged_against_an_independent_bound():
     (case,) = load_cases(("flash-moba",))
     v = judge(case)
     wl = Workload.sequence(524288, batch=2, heads=16, head_dim=128, dtype="fp16")
-    bound = count(wl, Causal()).pairs_per_head / count(wl, MoBA(128, 8, causal=True)).pairs_per_head
+    bound = count(wl, Causal()).flops.matmul / count(wl, MoBA(128, 8, causal=True)).flops.matmul
     assert v.bounds["flop"] == pytest.approx(bound) and v.bounds["baseline"] == "causal"
     assert v.verdict == ("consistent" if 14.7 <= bound * 1.05 else "claim above our upper bound")
 

@@ -6,18 +6,18 @@ from hypothesis import strategies as st
 from attnsim import Workload, count
 from attnsim.errors import PatternError
 from attnsim.formulas import evaluate, formula
-from attnsim.patterns import MLA, Causal, Dense, Neighborhood, Sliding
+from attnsim.patterns import MLA, Causal, Dense, Linear, Neighborhood, Sliding
 
 
 @st.composite
 def case(draw):
     phase = draw(st.sampled_from(["fwd", "decode", "bwd", "fwd+bwd"]))
-    kind = draw(st.sampled_from(["dense", "causal", "sliding", "sliding-causal", "neighborhood", "mla"]))
+    kind = draw(st.sampled_from(["dense", "causal", "sliding", "sliding-causal", "neighborhood", "mla", "linear"]))
     common = dict(batch=draw(st.integers(1, 4)), head_dim=draw(st.sampled_from([64, 128, 192])),
                   v_head_dim=draw(st.sampled_from([64, 128])), dtype=draw(st.sampled_from(["bf16", "fp8", "fp32"])))
     kv_heads = draw(st.sampled_from([1, 2, 4]))
     heads = dict(heads=kv_heads * draw(st.integers(1, 4)), kv_heads=kv_heads)
-    if kind == "mla":
+    if kind in ("mla", "linear"):
         phase = draw(st.sampled_from(["fwd", "decode"]))
     if kind == "neighborhood":
         grid = tuple(draw(st.integers(2, 12)) for _ in range(draw(st.integers(1, 3))))
@@ -26,6 +26,8 @@ def case(draw):
         return wl, Neighborhood(windows, stride=tuple(draw(st.integers(1, k)) for k in windows))
     n = draw(st.integers(1, 300))
     kv = n + (draw(st.integers(0, 300)) if kind in ("dense", "causal", "mla") else 0)
+    if kind == "linear" and phase == "decode":
+        kv = n + draw(st.integers(0, 300))
     if phase == "decode" and kind not in ("sliding", "sliding-causal"):
         wl = Workload.sequence(kv, phase="decode", decode_tokens=min(n, kv), **common, **heads)
     else:
@@ -33,7 +35,8 @@ def case(draw):
     w = draw(st.integers(1, wl.q_len))
     return wl, {"dense": Dense(), "causal": Causal(), "sliding": Sliding(w), "sliding-causal": Sliding(w, causal=True),
                 "mla": MLA(kv_lora_rank=draw(st.integers(8, 64)), rope_dim=draw(st.integers(0, 32)),
-                           causal=draw(st.booleans()))}[kind]
+                           causal=draw(st.booleans())),
+                "linear": Linear(chunk=draw(st.integers(1, 64)), causal=draw(st.booleans()))}[kind]
 
 
 @settings(max_examples=300)

@@ -7,7 +7,7 @@ import click
 from rich.console import Console
 
 from ..formulas import PHASES, formula as build_formula
-from ..patterns import MLA, REGISTRY, Causal, Dense, Neighborhood, Sliding
+from ..patterns import MLA, Causal, Dense, Linear, Neighborhood, Sliding
 
 
 def _symbolic_pattern(name: str, causal: bool, rank: int, mla_mode: str):
@@ -15,11 +15,16 @@ def _symbolic_pattern(name: str, causal: bool, rank: int, mla_mode: str):
     return {"dense": lambda: Dense(), "causal": lambda: Causal(),
             "sliding": lambda: Sliding(1, causal=causal),
             "neighborhood": lambda: Neighborhood((1,) * rank, causal=(causal,) * rank),
-            "mla": lambda: MLA(causal=causal, mode=mla_mode)}[name]()
+            "mla": lambda: MLA(causal=causal, mode=mla_mode),
+            "linear": lambda: Linear(causal=causal)}[name]()
+
+
+# MoBA's counts are exact sums over blocks (attnsim.patterns.moba), not yet a sympy expression.
+WITH_FORMULA = ("dense", "causal", "sliding", "neighborhood", "mla", "linear")
 
 
 @click.command()
-@click.argument("pattern", type=click.Choice(sorted(REGISTRY)))
+@click.argument("pattern", type=click.Choice(WITH_FORMULA))
 @click.option("--phase", type=click.Choice(PHASES), default="fwd", show_default=True)
 @click.option("--causal", is_flag=True, help="The causal variant (sliding, neighborhood, mla).")
 @click.option("--rank", type=click.IntRange(1, 3), default=1, show_default=True,
@@ -29,7 +34,8 @@ def _symbolic_pattern(name: str, causal: bool, rank: int, mla_mode: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the expressions as strings in JSON.")
 def formula(pattern: str, phase: str, causal: bool, rank: int, mla_mode: str, as_json: bool) -> None:
     """Closed forms of pairs per head, matmul FLOPs, exponentials and compulsory bytes."""
-    f = build_formula(_symbolic_pattern(pattern, causal or pattern == "mla", rank, mla_mode), phase, rank)
+    causal = causal or pattern in ("mla", "linear")  # causal by default, as their flags are
+    f = build_formula(_symbolic_pattern(pattern, causal, rank, mla_mode), phase, rank)
     if as_json:
         click.echo(json.dumps({"pattern": f.pattern, "phase": f.phase,
                                "formulas": {k: str(v) for k, v in f.exprs.items()},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PatternError
-from ..patterns import MLA, Causal, Dense, MoBA, Neighborhood, Pattern, Sliding
+from ..patterns import MLA, Causal, Dense, Linear, MoBA, Neighborhood, Pattern, Sliding
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -22,6 +22,7 @@ PATTERN_OPTIONS = [
     click.option("--rope-dim", type=int, default=None, help="MLA decoupled RoPE key dim [default: 64]."),
     click.option("--block-size", type=int, default=None, help="MoBA: keys per block."),
     click.option("--top-k", type=int, default=None, help="MoBA: blocks per query, own block included."),
+    click.option("--chunk", type=int, default=None, help="Linear attention: chunk length [default: 64]."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
                  help="MLA: up-project K/V (prefill) or absorbed weights (decode) [default: auto]."),
 ]
@@ -33,6 +34,7 @@ ACCEPTS = {
     "neighborhood": {"window", "dilation", "stride", "causal"},
     "mla": {"causal", "kv_lora_rank", "rope_dim", "mla_mode"},
     "moba": {"causal", "block_size", "top_k"},
+    "linear": {"causal", "chunk"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -86,6 +88,13 @@ def _moba(f: dict) -> Pattern:
     return MoBA(block_size=f["block_size"], top_k=f["top_k"], causal=bool(causal and causal[0]))
 
 
+def _linear(f: dict) -> Pattern:
+    causal = parse_causal(f["causal"])
+    if causal is not None and len(causal) != 1:
+        raise PatternError("--causal for linear is on or off: --causal (default) or --causal 0")
+    return Linear(chunk=f["chunk"] if f["chunk"] is not None else 64, causal=True if causal is None else causal[0])
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
@@ -93,6 +102,7 @@ BUILDERS = {
     "neighborhood": _neighborhood,
     "mla": _mla,
     "moba": _moba,
+    "linear": _linear,
 }
 
 
