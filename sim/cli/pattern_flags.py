@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PatternError
-from ..patterns import MLA, Causal, Dense, Linear, MoBA, Neighborhood, Pattern, Sliding
+from ..patterns import MLA, Causal, Dense, Graph, Linear, MoBA, Neighborhood, Pattern, Sliding
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -23,6 +23,8 @@ PATTERN_OPTIONS = [
     click.option("--block-size", type=int, default=None, help="MoBA: keys per block."),
     click.option("--top-k", type=int, default=None, help="MoBA: blocks per query, own block included."),
     click.option("--chunk", type=int, default=None, help="Linear attention: chunk length [default: 64]."),
+    click.option("--edges", default=None, metavar="FILE",
+                 help="Graph attention: edge file, one 'query key' pair per line."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
                  help="MLA: up-project K/V (prefill) or absorbed weights (decode) [default: auto]."),
 ]
@@ -35,6 +37,7 @@ ACCEPTS = {
     "mla": {"causal", "kv_lora_rank", "rope_dim", "mla_mode"},
     "moba": {"causal", "block_size", "top_k"},
     "linear": {"causal", "chunk"},
+    "graph": {"edges"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -95,6 +98,12 @@ def _linear(f: dict) -> Pattern:
     return Linear(chunk=f["chunk"] if f["chunk"] is not None else 64, causal=True if causal is None else causal[0])
 
 
+def _graph(f: dict) -> Pattern:
+    if f["edges"] is None:
+        raise PatternError("--pattern graph needs --edges FILE (one 'query key' pair per line)")
+    return Graph.from_file(f["edges"])
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
@@ -103,6 +112,7 @@ BUILDERS = {
     "mla": _mla,
     "moba": _moba,
     "linear": _linear,
+    "graph": _graph,
 }
 
 

@@ -1,13 +1,14 @@
 """Attention patterns: named predicates with exact counting methods."""
 from .base import AxisLayout, Pattern
 from .library import Causal, Dense, Neighborhood, Sliding
+from .graph import Graph
 from .linear import Linear
 from .mla import MLA
 from .moba import MoBA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, MLA, MoBA, Linear)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, MLA, MoBA, Linear, Graph)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "REGISTRY"]
