@@ -59,6 +59,8 @@ def default_tiling(wl: Workload, pattern: Pattern, hw=None, policy: str | None =
     devices without them (CPUs, GPUs NATTEN has no fused kernel for) run FlexAttention, so
     128x128 blocks of the row-major flattened grid. Decode: 16-row Q tiles.
     """
+    if hasattr(pattern, "preferred_tiling"):  # the pattern fixes the kernel's tile (STA)
+        return pattern.preferred_tiling()
     rank = 1 if _edge_tiled(pattern) else len(pattern.layout(wl).q_extents)
     if wl.phase == "decode":  # decode kernels pad the few new queries to a 16-row MMA tile
         return Tiling((min(FLEX_BLOCK, 16 * _ceil_div(wl.q_len, 16)),), (FLEX_BLOCK,), policy or "block-sparse")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PatternError
-from ..patterns import MLA, Causal, Dense, Graph, Linear, MoBA, Neighborhood, Pattern, Sliding
+from ..patterns import MLA, Agent, Causal, Dense, Graph, Linear, MoBA, Neighborhood, Pattern, Sliding, SlidingTile
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -23,6 +23,9 @@ PATTERN_OPTIONS = [
     click.option("--block-size", type=int, default=None, help="MoBA: keys per block."),
     click.option("--top-k", type=int, default=None, help="MoBA: blocks per query, own block included."),
     click.option("--chunk", type=int, default=None, help="Linear attention: chunk length [default: 64]."),
+    click.option("--tile", "sta_tile", default=None,
+                 help="Sliding tile attention: the tile, e.g. 6x8x8 (--window then counts tiles)."),
+    click.option("--agents", type=int, default=None, help="Agent attention: agent tokens [default: 49]."),
     click.option("--edges", default=None, metavar="FILE",
                  help="Graph attention: edge file, one 'query key' pair per line."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
@@ -38,6 +41,8 @@ ACCEPTS = {
     "moba": {"causal", "block_size", "top_k"},
     "linear": {"causal", "chunk"},
     "graph": {"edges"},
+    "sliding-tile": {"window", "sta_tile"},
+    "agent": {"agents"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -104,6 +109,13 @@ def _graph(f: dict) -> Pattern:
     return Graph.from_file(f["edges"])
 
 
+def _sliding_tile(f: dict) -> Pattern:
+    tile = parse_dims("--tile", f["sta_tile"])
+    if tile is None:
+        raise PatternError("--pattern sliding-tile needs --tile (e.g. 6x8x8) and --window in tiles (e.g. 3x3x3)")
+    return SlidingTile.of(tile, _window(f))
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
@@ -113,6 +125,8 @@ BUILDERS = {
     "moba": _moba,
     "linear": _linear,
     "graph": _graph,
+    "sliding-tile": _sliding_tile,
+    "agent": lambda f: Agent(agents=f["agents"] if f["agents"] is not None else 49),
 }
 
 

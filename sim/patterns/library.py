@@ -156,3 +156,50 @@ class Neighborhood(Pattern):
         if any(s > 1 for s in self.stride):
             notes.append("stride groups share the window of their centre query (causal: last query)")
         return notes
+
+
+@dataclass(frozen=True)
+class SlidingTile(Neighborhood):
+    """Sliding tile attention (STA, Zhang et al. 2025, arXiv 2502.04507): the grid is cut into
+    tiles; every query of a tile attends the ``window_tiles`` tiles centred on its own (shifted
+    inside the grid at borders). That is GNA with ``stride = tile`` and ``window = window_tiles x
+    tile``: with odd window tiles and tile-divisible extents every window is tile-aligned, so
+    with Q and KV tiles equal to the STA tile, every tile is full or empty (no masking).
+    Build with :meth:`of`."""
+
+    tile: tuple[int, ...] = ()
+    name = "sliding-tile"
+
+    @classmethod
+    def of(cls, tile: tuple[int, ...], window_tiles: tuple[int, ...]) -> "SlidingTile":
+        tile, window_tiles = tuple(tile), tuple(window_tiles)
+        if len(window_tiles) == 1:
+            window_tiles = window_tiles * len(tile)
+        if len(tile) != len(window_tiles):
+            raise PatternError(f"--tile {tile} and --window {window_tiles} (in tiles) need the same rank")
+        return cls(window=tuple(w * t for w, t in zip(window_tiles, tile)), stride=tile, tile=tile)
+
+    def check(self, wl: Workload) -> None:
+        grid = wl.q_grid
+        if len(self.tile) != len(grid):
+            raise PatternError(f"--tile has {len(self.tile)} dims but the tokens grid has {len(grid)}")
+        for d, (t, w, length) in enumerate(zip(self.tile, self.window, grid)):
+            if length % t:
+                raise PatternError(f"tokens[{d}]={length} is not a multiple of tile[{d}]={t}: sliding tile "
+                                   "attention needs tile-divisible extents (pad the latent or pick another tile)")
+            if (w // t) % 2 == 0:
+                raise PatternError(f"window[{d}]={w // t} tiles must be odd: the window is centred on the "
+                                   "query's tile")
+        super().check(wl)
+
+    def preferred_tiling(self):
+        from ..tiles import Tiling  # the STA tile is the kernel's tile
+
+        return Tiling(self.tile, self.tile, "block-sparse")
+
+    def params(self) -> dict:
+        return {"tile": self.tile, "window_tiles": tuple(w // t for w, t in zip(self.window, self.tile))}
+
+    def assumptions(self, wl: Workload) -> list[str]:
+        return ["sliding tile attention = GNA with stride = tile, window = window_tiles x tile "
+                "(tile-aligned windows: every STA tile is full or empty)"]
