@@ -19,8 +19,8 @@ WORKLOAD_KEYS = ("seq", "tokens", "batch", "heads", "kv_heads", "head_dim", "v_h
 # Unstated, these take a default: speedups versus dense barely depend on them (the FLOP bound not at all).
 DEFAULTABLE = {"batch": 1, "heads": 1, "kv_heads": None, "head_dim": 128, "v_head_dim": None, "dtype": "bf16"}
 INT_KEYS = ("seq", "batch", "heads", "kv_heads", "head_dim", "v_head_dim")
-PATTERN_KEYS = ("window", "dilation", "stride", "causal", "kv_lora_rank", "rope_dim", "mla_mode",
-                "block_size", "top_k")
+# case YAML parameter -> CLI flag name (where they differ)
+PARAM_FLAG = {"tile": "sta_tile"}
 JUDGED_SCOPES = ("kernel", "layer")
 
 
@@ -45,7 +45,7 @@ def _flag(value):
 def _spec(case: Case):
     """(workload, pattern, baseline, notes) from the case's YAML, through the CLI's validation."""
     from attnsim.cli.options import build_workload
-    from attnsim.cli.pattern_flags import build_pattern
+    from attnsim.cli.pattern_flags import PATTERN_FLAGS, build_pattern
 
     wl_raw, pat = case.raw["workload"], case.raw["pattern"]
     flags = {"seq": None, "tokens": None, "kv_seq": None, "batch": 1, "heads": 1, "kv_heads": None,
@@ -64,9 +64,11 @@ def _spec(case: Case):
             raise AttnsimError(f"workload.{key} is {value!r}, not a usable value")
         flags[key] = _flag(value) if key == "tokens" else value
     params = pat.get("params") or {}
-    flags.update({k: None for k in PATTERN_KEYS}, pattern=pat["name"])
-    flags.update({k: (_flag(v) if k in ("window", "dilation", "stride", "causal") else v)
-                  for k, v in params.items() if k in PATTERN_KEYS})
+    flags.update({k: None for k in PATTERN_FLAGS}, pattern=pat["name"])
+    for key, value in params.items():
+        flag = PARAM_FLAG.get(key, key)
+        if flag in PATTERN_FLAGS:
+            flags[flag] = _flag(value) if flag in ("window", "dilation", "stride", "causal", "sta_tile") else value
     wl, pattern = build_workload(flags), build_pattern(flags)
     pattern.check(wl)
     causal = getattr(pattern, "causal", False)
