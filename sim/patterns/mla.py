@@ -75,16 +75,14 @@ class MLA(Pattern):
                            else _up_project(self, wl, pairs))
 
 
-def _shapes(p: MLA, wl: Workload) -> dict:
-    e, b, h = wl.element_bytes, wl.batch, wl.q_heads
-    nope, r, rope, dv = wl.qk_head_dim - p.rope_dim, p.kv_lora_rank, p.rope_dim, wl.v_head_dim
-    return dict(e=e, eo=wl.output_bytes, b=b, h=h, nope=nope, r=r, rope=rope, dv=dv,
-                nq=wl.q_len, nkv=wl.kv_len)
+def _shapes(p: MLA, wl: Workload) -> tuple:
+    """(e, eo, b, h, nope, r, rope, dv, nq, nkv): bytes, batch, heads, dims and lengths."""
+    return (wl.element_bytes, wl.output_bytes, wl.batch, wl.q_heads, wl.qk_head_dim - p.rope_dim,
+            p.kv_lora_rank, p.rope_dim, wl.v_head_dim, wl.q_len, wl.kv_len)
 
 
 def _up_project(p: MLA, wl: Workload, pairs: int) -> list[Op]:
-    s = _shapes(p, wl)
-    e, b, h, nope, r, rope, dv, nq, nkv = (s[k] for k in ("e", "b", "h", "nope", "r", "rope", "dv", "nq", "nkv"))
+    e, eo, b, h, nope, r, rope, dv, nq, nkv = _shapes(p, wl)
     scores = b * h * pairs
     return [
         Op("k_nope_up", "decompress", matmul_flops=2 * b * nkv * r * h * nope, side="qk",
@@ -96,13 +94,12 @@ def _up_project(p: MLA, wl: Workload, pairs: int) -> list[Op]:
            reads={"q": b * nq * h * (nope + rope) * e, "k_nope": b * nkv * h * nope * e,
                   "k_rope": b * nkv * rope * e}, writes={"p": 0}),
         Op("pv", "attention", matmul_flops=2 * scores * dv, side="pv", per_pair=True, other_flops=b * h * nq * dv,
-           reads={"p": 0, "v": b * nkv * h * dv * e}, writes={"o": b * nq * h * dv * s["eo"]}),
+           reads={"p": 0, "v": b * nkv * h * dv * e}, writes={"o": b * nq * h * dv * eo}),
     ]
 
 
 def _absorbed(p: MLA, wl: Workload, pairs: int) -> list[Op]:
-    s = _shapes(p, wl)
-    e, b, h, nope, r, rope, dv, nq, nkv = (s[k] for k in ("e", "b", "h", "nope", "r", "rope", "dv", "nq", "nkv"))
+    e, eo, b, h, nope, r, rope, dv, nq, nkv = _shapes(p, wl)
     scores = b * h * pairs
     return [
         Op("q_absorb", "attention", matmul_flops=2 * b * nq * h * nope * r, side="qk",
@@ -112,7 +109,7 @@ def _absorbed(p: MLA, wl: Workload, pairs: int) -> list[Op]:
            reads={"q_latent": 0, "q_rope": b * nq * h * rope * e, "c_kv": b * nkv * r * e,
                   "k_rope": b * nkv * rope * e}, writes={"p": 0}),
         Op("pv_latent", "attention", matmul_flops=2 * scores * r, side="pv", per_pair=True, other_flops=b * h * nq * r,
-           reads={"p": 0, "c_kv": b * nkv * r * e}, writes={"o_latent": b * nq * h * r * s["eo"]}),
+           reads={"p": 0, "c_kv": b * nkv * r * e}, writes={"o_latent": b * nq * h * r * eo}),
         Op("v_up", "output", matmul_flops=2 * b * nq * h * r * dv, side="pv",
-           reads={"o_latent": b * nq * h * r * s["eo"], "w_uv": r * h * dv * e}, writes={"o": b * nq * h * dv * s["eo"]}),
+           reads={"o_latent": b * nq * h * r * eo, "w_uv": r * h * dv * e}, writes={"o": b * nq * h * dv * eo}),
     ]
