@@ -240,7 +240,7 @@ def per_dim_fractions(wl: Workload, pattern: Pattern, tiling: Tiling) -> list[di
     to the whole problem's. None for 1D blocks of a multi-D grid (no per-dimension split)."""
     if _edge_tiled(pattern):
         return None
-    lay = pattern.layout(wl)
+    lay = _tile_layout(wl, pattern)
     if len(tiling.q_tile) != len(lay.rules):
         return None
     out = []
@@ -268,6 +268,11 @@ def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int
     return padded(lay.q_extents, tiling.q_tile), padded(lay.kv_extents, tiling.kv_tile)
 
 
+def _tile_layout(wl: Workload, pattern: Pattern):
+    """The layout the kernel tiles: the pattern's own, or a permuted one (Swin's rolled grid)."""
+    return pattern.tile_layout(wl) if hasattr(pattern, "tile_layout") else pattern.layout(wl)
+
+
 def _edge_tiled(pattern: Pattern) -> bool:
     """Patterns given by explicit pairs (graph edges) count their own 1D block rows."""
     return hasattr(pattern, "tile_rows")
@@ -288,7 +293,7 @@ def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) 
                                f"{'x'.join(map(str, tiling.q_tile))}")
         per_dim = [pattern.tile_rows(wl, tiling.q_tile[0], tiling.kv_tile[0])]
     else:
-        per_dim = _dim_rows(pattern.layout(wl), tiling)
+        per_dim = _dim_rows(_tile_layout(wl, pattern), tiling)
     rows, mult = _box_histogram(per_dim)
     kv_total, nonempty, full, ranged, real_full, range_real, total_real = rows.T
     total, n_nonempty, n_full = (_weighted_sum(c, mult) for c in (kv_total, nonempty, full))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import AttnsimError
 
 
-def parse_dims(flag: str, text: str | None) -> tuple[int, ...] | None:
+def parse_dims(flag: str, text: str | None, minimum: int = 1) -> tuple[int, ...] | None:
     """'30x48x80' -> (30, 48, 80); '512' -> (512,)."""
     if text is None:
         return None
@@ -12,8 +12,9 @@ def parse_dims(flag: str, text: str | None) -> tuple[int, ...] | None:
         dims = tuple(int(p) for p in str(text).lower().split("x"))
     except ValueError:
         raise AttnsimError(f"{flag} {text!r}: expected integers joined by 'x', e.g. 30x48x80") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise AttnsimError(f"{flag} {text!r}: every extent must be a positive integer")
+    if not dims or any(d < minimum for d in dims):
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise AttnsimError(f"{flag} {text!r}: every extent must be {kind}")
     return dims
 
 

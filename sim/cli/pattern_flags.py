@@ -8,7 +8,8 @@ from __future__ import annotations
 import click
 
 from ..errors import PatternError
-from ..patterns import MLA, Agent, Causal, Dense, Graph, Linear, MoBA, Neighborhood, Pattern, Sliding, SlidingTile
+from ..patterns import (MLA, Agent, Causal, Dense, Graph, Halo, Linear, MoBA, Neighborhood, Pattern, Sliding,
+                        SlidingTile, Swin)
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -20,12 +21,14 @@ PATTERN_OPTIONS = [
                  help="Causal variant: --causal alone = every dim; per dim as 1x0x0; 0 = off."),
     click.option("--kv-lora-rank", type=int, default=None, help="MLA latent KV dim [default: 512]."),
     click.option("--rope-dim", type=int, default=None, help="MLA decoupled RoPE key dim [default: 64]."),
-    click.option("--block-size", type=int, default=None, help="MoBA: keys per block."),
+    click.option("--block-size", default=None, help="MoBA: keys per block; HaloNet: block per dim (8x8)."),
     click.option("--top-k", type=int, default=None, help="MoBA: blocks per query, own block included."),
     click.option("--chunk", type=int, default=None, help="Linear attention: chunk length [default: 64]."),
     click.option("--tile", "sta_tile", default=None,
                  help="Sliding tile attention: the tile, e.g. 6x8x8 (--window then counts tiles)."),
     click.option("--agents", type=int, default=None, help="Agent attention: agent tokens [default: 49]."),
+    click.option("--shift", default=None, help="Swin: shifted-window offset per dim, e.g. 3x3."),
+    click.option("--halo", default=None, help="HaloNet: halo per dim, e.g. 3x3 (with --block-size 8x8)."),
     click.option("--edges", default=None, metavar="FILE",
                  help="Graph attention: edge file, one 'query key' pair per line."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
@@ -43,6 +46,8 @@ ACCEPTS = {
     "graph": {"edges"},
     "sliding-tile": {"window", "sta_tile"},
     "agent": {"agents"},
+    "swin": {"window", "shift"},
+    "halo": {"block_size", "halo"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -93,7 +98,10 @@ def _moba(f: dict) -> Pattern:
     for flag in ("block_size", "top_k"):
         if f[flag] is None:
             raise PatternError(f"--pattern moba needs --{flag.replace('_', '-')} (e.g. --block-size 4096 --top-k 12)")
-    return MoBA(block_size=f["block_size"], top_k=f["top_k"], causal=bool(causal and causal[0]))
+    block = parse_dims("--block-size", f["block_size"])
+    if len(block) != 1:
+        raise PatternError("--block-size for moba is one number of keys, e.g. 4096")
+    return MoBA(block_size=block[0], top_k=f["top_k"], causal=bool(causal and causal[0]))
 
 
 def _linear(f: dict) -> Pattern:
@@ -116,6 +124,13 @@ def _sliding_tile(f: dict) -> Pattern:
     return SlidingTile.of(tile, _window(f))
 
 
+def _halo(f: dict) -> Pattern:
+    block, halo = parse_dims("--block-size", f["block_size"]), parse_dims("--halo", f["halo"], minimum=0)
+    if block is None or halo is None:
+        raise PatternError("--pattern halo needs --block-size (e.g. 8x8) and --halo (e.g. 3x3)")
+    return Halo(block=block, halo=halo)
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
@@ -126,6 +141,8 @@ BUILDERS = {
     "linear": _linear,
     "graph": _graph,
     "sliding-tile": _sliding_tile,
+    "swin": lambda f: Swin(window=_window(f), shift=parse_dims("--shift", f["shift"], minimum=0) or (0,)),
+    "halo": _halo,
     "agent": lambda f: Agent(agents=f["agents"] if f["agents"] is not None else 49),
 }
 

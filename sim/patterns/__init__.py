@@ -1,7 +1,7 @@
 """Attention patterns: named predicates with exact counting methods."""
 from .agent import Agent
 from .base import AxisLayout, Pattern
-from .library import Causal, Dense, Neighborhood, Sliding, SlidingTile
+from .library import Causal, Dense, Halo, Neighborhood, Sliding, SlidingTile, Swin
 from .graph import Graph
 from .linear import Linear
 from .mla import MLA
@@ -9,7 +9,7 @@ from .moba import MoBA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "REGISTRY"]

@@ -164,3 +164,46 @@ class NeighborhoodAxis:
             start[sel], stop[sel] = s0, s1
         ks = k // d
         return (k % d == q % d) & (ks >= start) & (ks < stop)
+
+
+@dataclass(frozen=True)
+class BlockAxis:
+    """Blocked local attention along one dimension (self-attention, ``lq == lkv == L``).
+
+    The axis is cut into segments at ``shift + k * block`` (plus 0 and L); a query attends the
+    keys of its own segment widened by ``halo`` on each side (clipped to the axis). Swin windows:
+    ``halo = 0`` (``shift = block // 2`` in shifted layers: Swin's cyclic shift plus mask splits
+    the wrapped window into two segments, exactly these); HaloNet: ``shift = 0``, ``halo > 0``.
+    """
+
+    block: int
+    halo: int = 0
+    shift: int = 0
+    cut: int | None = None  # one more segment boundary (Swin's wrapped window, seen after the roll)
+
+    def groups(self, lq: int, lkv: int) -> list[AxisGroup]:
+        return _single_group(lq, lkv)
+
+    def _segment(self, i: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        k = np.floor_divide(i - self.shift, self.block)  # segment index (-1: the head before shift)
+        lo = np.where(k < 0, 0, self.shift + k * self.block)
+        hi = np.minimum(np.where(k < 0, self.shift, self.shift + (k + 1) * self.block), length)
+        if self.cut is not None:
+            lo = np.where(i >= self.cut, np.maximum(lo, self.cut), lo)
+            hi = np.where(i < self.cut, np.minimum(hi, self.cut), hi)
+        return lo, hi
+
+    def bounds(self, i: np.ndarray, g: AxisGroup) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self._segment(np.asarray(i), g.q_len)
+        return np.maximum(lo - self.halo, 0), np.minimum(hi + self.halo, g.kv_len)
+
+    def pairs(self, lq: int, lkv: int) -> int:
+        start, stop = self.bounds(np.arange(lq, dtype=np.int64), AxisGroup(0, 1, lq, lkv))
+        return int((stop - start).sum())
+
+    def touched_keys(self, lq: int, lkv: int) -> int:
+        return lkv  # every key is in its own segment
+
+    def keep(self, q: np.ndarray, k: np.ndarray, lq: int, lkv: int) -> np.ndarray:
+        start, stop = self.bounds(np.asarray(q), AxisGroup(0, 1, lq, lkv))
+        return (k >= start) & (k < stop)

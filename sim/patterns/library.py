@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..errors import PatternError
 from ..workload import Workload
-from .axes import BandAxis, DenseAxis, NeighborhoodAxis
+from .axes import BandAxis, BlockAxis, DenseAxis, NeighborhoodAxis
 from .base import AxisLayout, Pattern
 
 BOTTOM_RIGHT = ("with q_len != kv_len the mask is aligned bottom-right (FlashAttention-2 >= 2.1 "
@@ -203,3 +203,92 @@ class SlidingTile(Neighborhood):
     def assumptions(self, wl: Workload) -> list[str]:
         return ["sliding tile attention = GNA with stride = tile, window = window_tiles x tile "
                 "(tile-aligned windows: every STA tile is full or empty)"]
+
+
+def _self_attention(wl: Workload, name: str) -> None:
+    if wl.q_len != wl.kv_len:
+        raise PatternError(f"--pattern {name} is self-attention: drop --kv-seq")
+
+
+def _grid_tuple(value, rank: int, name: str) -> tuple[int, ...]:
+    values = (value,) * rank if isinstance(value, int) else tuple(value)
+    if len(values) == 1:
+        values = values * rank
+    if len(values) != rank:
+        raise PatternError(f"--{name} has {len(values)} dims but the tokens grid has {rank}")
+    if any(v < 0 for v in values):
+        raise PatternError(f"--{name} entries must be >= 0, got {values}")
+    return values
+
+
+@dataclass(frozen=True)
+class Swin(Pattern):
+    """Swin Transformer window attention (Liu et al. 2021): non-overlapping ``window`` blocks of
+    the grid; a shifted layer (``shift``, usually window // 2) cyclically shifts the grid and
+    masks the wrapped windows, which splits them into segments (attnsim.patterns.axes.BlockAxis).
+    """
+
+    window: tuple[int, ...]
+    shift: tuple[int, ...] = (0,)
+    name = "swin"
+
+    def check(self, wl: Workload) -> None:
+        _self_attention(wl, self.name)
+        grid = wl.q_grid
+        window, shift = _grid_tuple(self.window, len(grid), "window"), _grid_tuple(self.shift, len(grid), "shift")
+        for d, (w, s, n) in enumerate(zip(window, shift, grid)):
+            if w <= 0 or n % w:
+                raise PatternError(f"tokens[{d}]={n} must be a positive multiple of window[{d}]={w} "
+                                   "(Swin pads the feature map to whole windows: give the padded size)")
+            if s >= w:
+                raise PatternError(f"shift[{d}]={s} must be smaller than window[{d}]={w}")
+
+    def layout(self, wl: Workload) -> AxisLayout:
+        grid = wl.q_grid
+        rules = tuple(BlockAxis(w, 0, s) for w, s in zip(_grid_tuple(self.window, len(grid), "window"),
+                                                           _grid_tuple(self.shift, len(grid), "shift")))
+        return AxisLayout(grid, grid, rules)
+
+    def tile_layout(self, wl: Workload) -> AxisLayout:
+        """The layout the kernel tiles: after ``torch.roll(x, -shift)`` every window is one
+        aligned block and the wrapped window is cut in two at ``L - shift`` (its mask)."""
+        grid = wl.q_grid
+        rules = tuple(BlockAxis(w, 0, 0, n - s if s else None) for w, s, n in
+                      zip(_grid_tuple(self.window, len(grid), "window"),
+                          _grid_tuple(self.shift, len(grid), "shift"), grid))
+        return AxisLayout(grid, grid, rules)
+
+    def preferred_tiling(self):
+        from ..tiles import Tiling  # window attention computes each window as one dense tile
+
+        return Tiling(tuple(self.window), tuple(self.window), "block-sparse")
+
+    def params(self) -> dict:
+        return {"window": tuple(self.window), "shift": tuple(self.shift)}
+
+
+@dataclass(frozen=True)
+class Halo(Pattern):
+    """HaloNet blocked local attention (Vaswani et al. 2021): queries in ``block`` blocks attend
+    their block widened by ``halo`` on each side (clipped at the grid edge)."""
+
+    block: tuple[int, ...]
+    halo: tuple[int, ...]
+    name = "halo"
+
+    def check(self, wl: Workload) -> None:
+        _self_attention(wl, self.name)
+        grid = wl.q_grid
+        for d, (b, h, n) in enumerate(zip(_grid_tuple(self.block, len(grid), "block-size"),
+                                          _grid_tuple(self.halo, len(grid), "halo"), grid)):
+            if b <= 0 or b > n:
+                raise PatternError(f"block[{d}]={b} must be in 1..tokens[{d}]={n}")
+
+    def layout(self, wl: Workload) -> AxisLayout:
+        grid = wl.q_grid
+        rules = tuple(BlockAxis(b, h, 0) for b, h in zip(_grid_tuple(self.block, len(grid), "block-size"),
+                                                           _grid_tuple(self.halo, len(grid), "halo")))
+        return AxisLayout(grid, grid, rules)
+
+    def params(self) -> dict:
+        return {"block": tuple(self.block), "halo": tuple(self.halo)}
