@@ -9,7 +9,7 @@ import click
 
 from ..errors import PatternError
 from ..patterns import (MLA, Agent, Causal, Dense, Graph, Halo, Linear, MoBA, Neighborhood, Pattern, Sliding,
-                        SlidingTile, Swin)
+                        Sinks, SlidingTile, Swin)
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -29,6 +29,7 @@ PATTERN_OPTIONS = [
     click.option("--agents", type=int, default=None, help="Agent attention: agent tokens [default: 49]."),
     click.option("--shift", default=None, help="Swin: shifted-window offset per dim, e.g. 3x3."),
     click.option("--halo", default=None, help="HaloNet: halo per dim, e.g. 3x3 (with --block-size 8x8)."),
+    click.option("--sinks", type=int, default=None, help="Attention sinks: initial tokens kept [default: 4]."),
     click.option("--edges", default=None, metavar="FILE",
                  help="Graph attention: edge file, one 'query key' pair per line."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
@@ -48,6 +49,7 @@ ACCEPTS = {
     "agent": {"agents"},
     "swin": {"window", "shift"},
     "halo": {"block_size", "halo"},
+    "sinks": {"window", "sinks"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -65,6 +67,13 @@ def _window(f: dict) -> tuple[int, ...]:
     if window is None:
         raise PatternError(f"--pattern {f['pattern']} needs --window (e.g. 512, or 18x24x24 on a grid)")
     return window
+
+
+def _one_window(f: dict) -> int:
+    window = _window(f)
+    if len(window) != 1:
+        raise PatternError(f"--window for {f['pattern']} is one number (keys per query), e.g. 4096")
+    return window[0]
 
 
 def _sliding(f: dict) -> Pattern:
@@ -143,6 +152,7 @@ BUILDERS = {
     "sliding-tile": _sliding_tile,
     "swin": lambda f: Swin(window=_window(f), shift=parse_dims("--shift", f["shift"], minimum=0) or (0,)),
     "halo": _halo,
+    "sinks": lambda f: Sinks(window=_one_window(f), sinks=f["sinks"] if f["sinks"] is not None else 4),
     "agent": lambda f: Agent(agents=f["agents"] if f["agents"] is not None else 49),
 }
 

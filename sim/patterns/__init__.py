@@ -5,11 +5,12 @@ from .library import Causal, Dense, Halo, Neighborhood, Sliding, SlidingTile, Sw
 from .graph import Graph
 from .linear import Linear
 from .mla import MLA
+from .sinks import Sinks
 from .moba import MoBA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo, Sinks)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "REGISTRY"]
