@@ -9,7 +9,7 @@ import click
 
 from ..errors import PatternError
 from ..patterns import (MLA, Agent, Causal, Dense, Graph, Halo, Linear, MoBA, Neighborhood, Pattern, Sliding,
-                        Sinks, SlidingTile, Swin)
+                        Power, Sinks, SlidingTile, Swin)
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
 
@@ -30,6 +30,8 @@ PATTERN_OPTIONS = [
     click.option("--shift", default=None, help="Swin: shifted-window offset per dim, e.g. 3x3."),
     click.option("--halo", default=None, help="HaloNet: halo per dim, e.g. 3x3 (with --block-size 8x8)."),
     click.option("--sinks", type=int, default=None, help="Attention sinks: initial tokens kept [default: 4]."),
+    click.option("--window-blocks", type=int, default=None, help="PowerAttention: recent blocks kept [default: 1]."),
+    click.option("--sink-blocks", type=int, default=None, help="PowerAttention: first blocks kept [default: 0]."),
     click.option("--edges", default=None, metavar="FILE",
                  help="Graph attention: edge file, one 'query key' pair per line."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
@@ -50,6 +52,7 @@ ACCEPTS = {
     "swin": {"window", "shift"},
     "halo": {"block_size", "halo"},
     "sinks": {"window", "sinks"},
+    "power": {"block_size", "window_blocks", "sink_blocks"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -140,6 +143,14 @@ def _halo(f: dict) -> Pattern:
     return Halo(block=block, halo=halo)
 
 
+def _power(f: dict) -> Pattern:
+    block = parse_dims("--block-size", f["block_size"])
+    if block is None or len(block) != 1:
+        raise PatternError("--pattern power needs --block-size as one number of tokens, e.g. 256")
+    return Power(block[0], f["window_blocks"] if f["window_blocks"] is not None else 1,
+                 f["sink_blocks"] if f["sink_blocks"] is not None else 0)
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
@@ -152,6 +163,7 @@ BUILDERS = {
     "sliding-tile": _sliding_tile,
     "swin": lambda f: Swin(window=_window(f), shift=parse_dims("--shift", f["shift"], minimum=0) or (0,)),
     "halo": _halo,
+    "power": _power,
     "sinks": lambda f: Sinks(window=_one_window(f), sinks=f["sinks"] if f["sinks"] is not None else 4),
     "agent": lambda f: Agent(agents=f["agents"] if f["agents"] is not None else 49),
 }

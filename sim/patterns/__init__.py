@@ -5,12 +5,13 @@ from .library import Causal, Dense, Halo, Neighborhood, Sliding, SlidingTile, Sw
 from .graph import Graph
 from .linear import Linear
 from .mla import MLA
+from .power import Power
 from .sinks import Sinks
 from .moba import MoBA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo, Sinks)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo, Sinks, Power)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "Power", "REGISTRY"]
