@@ -32,7 +32,7 @@ def _us(value_s: float) -> str:
 def flop_section(r: Prediction, pattern: Pattern) -> Section:
     c = r.pattern.counts
     dims = []
-    if pattern.tileable and not hasattr(pattern, "tile_rows"):
+    if pattern.tileable and not pattern.edge_tiled:
         lay = pattern.layout(c.workload)
         dims = [rule.pairs(a, b) / (a * b) for rule, a, b in zip(lay.rules, lay.q_extents, lay.kv_extents)]
     per_query = c.pairs_per_head / c.workload.q_len

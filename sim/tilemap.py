@@ -83,7 +83,7 @@ def _resolve(wl: Workload, pattern: Pattern, tiling: Tiling):
 
     ``flat`` marks 1D blocks over the flattened sequence of a non-dense multi-D pattern.
     """
-    lay = pattern.layout(wl)
+    lay = pattern.tile_layout(wl)
     rules, q_ext, kv_ext = lay.rules, lay.q_extents, lay.kv_extents
     if len(tiling.q_tile) == 1 and len(rules) > 1:
         if all(isinstance(r, DenseAxis) for r in rules):

@@ -59,9 +59,9 @@ def default_tiling(wl: Workload, pattern: Pattern, hw=None, policy: str | None =
     devices without them (CPUs, GPUs NATTEN has no fused kernel for) run FlexAttention, so
     128x128 blocks of the row-major flattened grid. Decode: 16-row Q tiles.
     """
-    if hasattr(pattern, "preferred_tiling"):  # the pattern fixes the kernel's tile (STA)
+    if pattern.preferred_tiling() is not None:  # the pattern fixes the kernel's tile (STA, Swin)
         return pattern.preferred_tiling()
-    rank = 1 if _edge_tiled(pattern) else len(pattern.layout(wl).q_extents)
+    rank = 1 if pattern.edge_tiled else len(pattern.layout(wl).q_extents)
     if wl.phase == "decode":  # decode kernels pad the few new queries to a 16-row MMA tile
         return Tiling((min(FLEX_BLOCK, 16 * _ceil_div(wl.q_len, 16)),), (FLEX_BLOCK,), policy or "block-sparse")
     fused = getattr(hw, "natten_tiles", None)
@@ -238,9 +238,9 @@ def per_dim_fractions(wl: Workload, pattern: Pattern, tiling: Tiling) -> list[di
     """Per dimension: the fraction of KV tiles that are non-empty, full and in NATTEN's range,
     averaged over Q tiles. Box counts are products over dimensions, so these fractions multiply
     to the whole problem's. None for 1D blocks of a multi-D grid (no per-dimension split)."""
-    if _edge_tiled(pattern):
+    if pattern.edge_tiled:
         return None
-    lay = _tile_layout(wl, pattern)
+    lay = pattern.tile_layout(wl)
     if len(tiling.q_tile) != len(lay.rules):
         return None
     out = []
@@ -255,7 +255,7 @@ def per_dim_fractions(wl: Workload, pattern: Pattern, tiling: Tiling) -> list[di
 def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int, int] | None:
     """(query, key) tokens per problem in NATTEN's permuted layout (each dimension padded to a
     multiple of tile x dilation), or None when the tiles cut the tokens in place (1D blocks)."""
-    if _edge_tiled(pattern):
+    if pattern.edge_tiled:
         return None
     lay = pattern.layout(wl)
     dil = [getattr(r, "dilation", 1) for r in lay.rules]
@@ -268,16 +268,6 @@ def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int
     return padded(lay.q_extents, tiling.q_tile), padded(lay.kv_extents, tiling.kv_tile)
 
 
-def _tile_layout(wl: Workload, pattern: Pattern):
-    """The layout the kernel tiles: the pattern's own, or a permuted one (Swin's rolled grid)."""
-    return pattern.tile_layout(wl) if hasattr(pattern, "tile_layout") else pattern.layout(wl)
-
-
-def _edge_tiled(pattern: Pattern) -> bool:
-    """Patterns given by explicit pairs (graph edges) count their own 1D block rows."""
-    return hasattr(pattern, "tile_rows")
-
-
 def _weighted_sum(values: np.ndarray, mult: np.ndarray) -> int:
     return sum(int(v) * int(m) for v, m in zip(values, mult))  # Python ints: no overflow
 
@@ -287,13 +277,13 @@ def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) 
     A TilingRequest's unset parts take the device-free defaults (FlexAttention blocks)."""
     if isinstance(tiling, TilingRequest):
         tiling = tiling.resolve(wl, pattern)
-    if _edge_tiled(pattern):
+    if pattern.edge_tiled:
         if len(tiling.q_tile) != 1:
             raise PatternError(f"--pattern {pattern.name} is tiled in 1D blocks: give --q-tile 128, not "
                                f"{'x'.join(map(str, tiling.q_tile))}")
         per_dim = [pattern.tile_rows(wl, tiling.q_tile[0], tiling.kv_tile[0])]
     else:
-        per_dim = _dim_rows(_tile_layout(wl, pattern), tiling)
+        per_dim = _dim_rows(pattern.tile_layout(wl), tiling)
     rows, mult = _box_histogram(per_dim)
     kv_total, nonempty, full, ranged, real_full, range_real, total_real = rows.T
     total, n_nonempty, n_full = (_weighted_sum(c, mult) for c in (kv_total, nonempty, full))

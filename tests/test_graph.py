@@ -41,11 +41,15 @@ def test_graph_counts_and_tiles_equal_brute_force(case):
     mask = g.mask(wl)
     c = count(wl, g)
     assert c.pairs_per_head == int(mask.sum()) and c.touched_keys == int(mask.any(axis=0).sum())
+    assert_blocks_match_brute_force(wl, g, tiling)
+
+
+def assert_blocks_match_brute_force(wl, pattern, tiling):
+    """1D block tiles of a pattern that counts its own blocks, against its materialised mask."""
     tq, tk = tiling.q_tile[0], tiling.kv_tile[0]
-    kept, real = brute_force_blocks(mask, tq, tk)
-    full = (kept == tq * tk).sum()
-    nonempty = (kept > 0).sum()
-    t = count_tiles(wl, g, tiling)
+    kept, real = brute_force_blocks(pattern.mask(wl), tq, tk)
+    full, nonempty = int((kept == tq * tk).sum()), int((kept > 0).sum())
+    t = count_tiles(wl, pattern, tiling)
     assert (t.total, t.full, t.partial, t.empty) == (kept.size, full, nonempty - full, kept.size - nonempty)
     rows = [np.flatnonzero(r) for r in kept > 0]
     visited = {"block-sparse": nonempty, "dense": kept.size,

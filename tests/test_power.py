@@ -1,6 +1,5 @@
 """PowerAttention: block-level counts equal brute force on the mask, and the block selection is
 FlexAttention's (d & (d - 1)) == 0 plus window and sink blocks."""
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,9 +7,9 @@ from hypothesis import strategies as st
 from attnsim import Workload, count
 from attnsim.errors import PatternError
 from attnsim.patterns import Power
-from attnsim.tiles import Tiling, count_tiles
+from attnsim.tiles import Tiling
 
-from .test_graph import brute_force_blocks
+from .test_graph import assert_blocks_match_brute_force
 
 
 @settings(max_examples=300)
@@ -24,10 +23,8 @@ def test_power_counts_and_tiles_equal_brute_force(n, bs, window, sinks):
                     if ((qb - kb) & (qb - kb - 1)) == 0 or qb - kb < window or kb < sinks]
         assert list(p.selected(qb)) == expected
     assert count(wl, p).pairs_per_head == int(mask.sum())
-    kept, real = brute_force_blocks(mask, bs, bs)
-    t = count_tiles(wl, p, p.preferred_tiling())
-    full, nonempty = int((kept == bs * bs).sum()), int((kept > 0).sum())
-    assert (t.total, t.full, t.partial, t.visited) == (kept.size, full, nonempty - full, nonempty)
+    for policy in ("block-sparse", "range", "dense"):
+        assert_blocks_match_brute_force(wl, p, Tiling((bs,), (bs,), policy))
 
 
 def test_power_needs_its_block_tiles():

@@ -1,5 +1,4 @@
 """Attention sinks + window: closed-form pairs and 1D block tiles equal brute force on the mask."""
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -7,9 +6,9 @@ from hypothesis import strategies as st
 from attnsim import Workload, count
 from attnsim.errors import PatternError
 from attnsim.patterns import Sinks
-from attnsim.tiles import Tiling, count_tiles
+from attnsim.tiles import Tiling
 
-from .test_graph import brute_force_blocks
+from .test_graph import assert_blocks_match_brute_force
 
 
 @st.composite
@@ -30,15 +29,7 @@ def test_sinks_counts_and_tiles_equal_brute_force(case):
     mask = p.mask(wl)
     c = count(wl, p)
     assert c.pairs_per_head == int(mask.sum()) and c.touched_keys == int(mask.any(axis=0).sum())
-    tq, tk = tiling.q_tile[0], tiling.kv_tile[0]
-    kept, real = brute_force_blocks(mask, tq, tk)
-    full, nonempty = int((kept == tq * tk).sum()), int((kept > 0).sum())
-    t = count_tiles(wl, p, tiling)
-    assert (t.total, t.full, t.partial) == (kept.size, full, nonempty - full)
-    rows = [np.flatnonzero(r) for r in kept > 0]
-    expected = {"block-sparse": nonempty, "dense": kept.size,
-                "range": sum(r.max() - r.min() + 1 for r in rows if len(r))}[tiling.policy]
-    assert t.visited == expected
+    assert_blocks_match_brute_force(wl, p, tiling)
 
 
 def test_bad_sinks_parameters():

@@ -47,6 +47,21 @@ class Pattern(ABC):
     def assumptions(self, wl: Workload) -> list[str]:
         return []
 
+    # -- how kernels tile it (defaults: the pattern's own per-dimension layout) -----------
+    edge_tiled: bool = False  # True: the pattern counts its own 1D block rows (tile_rows)
+
+    def tile_layout(self, wl: Workload) -> AxisLayout:
+        """The layout the kernel tiles; a permuted one where the kernel moves tokens first."""
+        return self.layout(wl)
+
+    def preferred_tiling(self):
+        """The tiling the pattern's own kernel uses (e.g. STA or Swin windows), or None."""
+        return None
+
+    def tile_rows(self, wl: Workload, tq: int, tk: int) -> np.ndarray:
+        """Per Q block, the AxisTiles columns for 1D blocks (only when ``edge_tiled``)."""
+        raise NotImplementedError
+
     def op_graph(self, wl: Workload, pairs: int):
         """Multi-op variants return a networkx graph of :class:`attnsim.patterns.opgraph.Op`
         (their FLOPs and bytes come from it); a single fused attention kernel returns None."""

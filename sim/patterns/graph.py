@@ -21,6 +21,7 @@ class Graph(Pattern):
     source: str = "edges"
 
     name = "graph"
+    edge_tiled = True
 
     def __post_init__(self) -> None:
         e = np.asarray(self.edges, dtype=np.int64).reshape(-1, 2)

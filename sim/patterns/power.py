@@ -25,6 +25,7 @@ class Power(Pattern):
     sink_blocks: int = 0
 
     name = "power"
+    edge_tiled = True
 
     def check(self, wl: Workload) -> None:
         if self.block_size <= 0 or self.window_blocks < 1 or self.sink_blocks < 0:

@@ -22,6 +22,7 @@ class Sinks(Pattern):
     sinks: int = 4  # StreamingLLM keeps 4 initial tokens
 
     name = "sinks"
+    edge_tiled = True
 
     def check(self, wl: Workload) -> None:
         if self.window <= 0 or self.sinks < 0:
