@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from ..errors import PatternError
-from ..patterns import (MLA, Agent, Causal, Dense, Graph, Halo, Linear, MoBA, Neighborhood, Pattern, Sliding,
+from ..patterns import (MLA, Agent, Causal, Dense, Graph, Halo, Hyper, Linear, MoBA, Neighborhood, Pattern, Sliding,
                         Power, Sinks, SlidingTile, Swin)
 from ..patterns.mla import MODES as MLA_MODES
 from .parse import parse_causal, parse_dims
@@ -32,6 +32,8 @@ PATTERN_OPTIONS = [
     click.option("--sinks", type=int, default=None, help="Attention sinks: initial tokens kept [default: 4]."),
     click.option("--window-blocks", type=int, default=None, help="PowerAttention: recent blocks kept [default: 1]."),
     click.option("--sink-blocks", type=int, default=None, help="PowerAttention: first blocks kept [default: 0]."),
+    click.option("--sample-size", type=int, default=None, help="HyperAttention: sampled keys [default: 256]."),
+    click.option("--min-seq-len", type=int, default=None, help="HyperAttention: exact below this [default: 4096]."),
     click.option("--edges", default=None, metavar="FILE",
                  help="Graph attention: edge file, one 'query key' pair per line."),
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
@@ -53,6 +55,7 @@ ACCEPTS = {
     "halo": {"block_size", "halo"},
     "sinks": {"window", "sinks"},
     "power": {"block_size", "window_blocks", "sink_blocks"},
+    "hyper": {"block_size", "sample_size", "min_seq_len", "causal"},
 }
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
@@ -151,6 +154,15 @@ def _power(f: dict) -> Pattern:
                  f["sink_blocks"] if f["sink_blocks"] is not None else 0)
 
 
+def _hyper(f: dict) -> Pattern:
+    block = parse_dims("--block-size", f["block_size"]) or (256,)
+    causal = parse_causal(f["causal"])
+    if len(block) != 1 or (causal is not None and len(causal) != 1):
+        raise PatternError("--pattern hyper takes one --block-size and --causal on or off")
+    return Hyper(block[0], f["sample_size"] or 256, f["min_seq_len"] or 4096,
+                 causal=True if causal is None else causal[0])
+
+
 BUILDERS = {
     "dense": lambda f: Dense(),
     "causal": lambda f: Causal(),
@@ -164,6 +176,7 @@ BUILDERS = {
     "swin": lambda f: Swin(window=_window(f), shift=parse_dims("--shift", f["shift"], minimum=0) or (0,)),
     "halo": _halo,
     "power": _power,
+    "hyper": _hyper,
     "sinks": lambda f: Sinks(window=_one_window(f), sinks=f["sinks"] if f["sinks"] is not None else 4),
     "agent": lambda f: Agent(agents=f["agents"] if f["agents"] is not None else 49),
 }

@@ -3,6 +3,7 @@ from .agent import Agent
 from .base import AxisLayout, Pattern
 from .library import Causal, Dense, Halo, Neighborhood, Sliding, SlidingTile, Swin
 from .graph import Graph
+from .hyper import Hyper
 from .linear import Linear
 from .mla import MLA
 from .power import Power
@@ -11,7 +12,7 @@ from .moba import MoBA
 
 #: CLI name -> class. Patterns added here appear in ``attnsim predict --pattern``.
 REGISTRY: dict[str, type[Pattern]] = {
-    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo, Sinks, Power)
+    cls.name: cls for cls in (Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo, Sinks, Power, Hyper)
 }
 
-__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "Power", "REGISTRY"]
+__all__ = ["AxisLayout", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "Power", "Hyper", "REGISTRY"]
