@@ -44,8 +44,7 @@ def _flag(value):
 
 def _spec(case: Case):
     """(workload, pattern, baseline, notes) from the case's YAML, through the CLI's validation."""
-    from attnsim.cli.options import build_workload
-    from attnsim.cli.pattern_flags import PATTERN_FLAGS, build_pattern
+    from attnsim.spec import PATTERN_FLAGS, build_pattern, build_workload
 
     wl_raw, pat = case.raw["workload"], case.raw["pattern"]
     flags = {"seq": None, "tokens": None, "kv_seq": None, "batch": 1, "heads": 1, "kv_heads": None,

@@ -8,10 +8,10 @@ import click
 
 from ..errors import AttnsimError
 from ..patterns import REGISTRY, Causal, Dense, Pattern
+from ..spec import build_pattern, build_workload, parse_dims
 from ..tiles import POLICIES, TilingRequest
 from ..workload import DTYPES, PHASES, Workload
-from .pattern_flags import PATTERN_OPTIONS, build_pattern
-from .parse import parse_dims
+from .pattern_flags import PATTERN_OPTIONS
 
 
 BASELINES = {"dense": Dense, "causal": Causal}
@@ -61,21 +61,6 @@ def _option_names() -> set[str]:
 
 
 FLAG_NAMES = _option_names()
-
-
-def build_workload(f: dict) -> Workload:
-    grid = parse_dims("--tokens", f["tokens"])
-    common = dict(batch=f["batch"], heads=f["heads"], kv_heads=f["kv_heads"],
-                  head_dim=f["head_dim"], v_head_dim=f["v_head_dim"], dtype=f["dtype"], phase=f["phase"])
-    if grid is not None and f["seq"] is not None:
-        raise AttnsimError("give either --seq (1D) or --tokens (grid), not both")
-    if grid is not None:
-        if f["kv_seq"] is not None:
-            raise AttnsimError("--kv-seq does not apply to a --tokens grid (self-attention)")
-        return Workload.on_grid(grid, **common)
-    if f["seq"] is None:
-        raise AttnsimError("missing sequence length: give --seq N (1D) or --tokens 30x48x80 (grid)")
-    return Workload.sequence(f["seq"], kv_len=f["kv_seq"], decode_tokens=f["decode_tokens"], **common)
 
 
 def build_tiling(f: dict, wl: Workload, pattern: Pattern) -> TilingRequest:
