@@ -179,6 +179,7 @@ def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Count
     """Exact counts of ``pattern`` on ``wl`` (and its tiles, given a tiling); raises
     PatternError for impossible parameters."""
     pattern.check(wl)
+    wl = pattern.effective_workload(wl)
     pairs = pattern.pairs_per_head(wl)
     touched = pattern.touched_keys(wl)
     dense_pairs = wl.q_len * wl.kv_len

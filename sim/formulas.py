@@ -85,6 +85,9 @@ def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
     if phase not in PHASES:
         raise PatternError(f"--phase {phase!r}: use one of {', '.join(PHASES)}")
     sp, s = _sym()
+    if has_closed_form_hook(type(pattern)):
+        exprs, meanings, assumes = pattern.closed_form(sp, s, phase)
+        return Formula(pattern.name, phase, exprs, _used(exprs, meanings), tuple(assumes))
     pairs, assumes = _pairs(sp, s, pattern, rank)
     b, h, hkv, n, m, d, dv, e, eo = (s[k] for k in ("B", "H", "Hkv", "N", "M", "D", "Dv", "e", "eo"))
     heads = b * h
@@ -136,9 +139,18 @@ def _linear_formula(sp, s, p: Linear, phase: str, pairs, assumes) -> Formula:
     return Formula(p.name, phase, exprs, _used(exprs), assumes)
 
 
-def _used(exprs: dict) -> dict:
-    names = sorted({str(x) for v in exprs.values() for x in v.free_symbols})
-    return {n: MEANINGS.get(n, f"window of grid dim {n[2:]}" if n.startswith("k_") else n) for n in names}
+def has_closed_form_hook(cls: type) -> bool:
+    return cls.closed_form is not Pattern.closed_form
+
+
+def _used(exprs: dict, extra: dict | None = None) -> dict:
+    names = sorted({str(x) for v in exprs.values() for x in sp_free(v)})
+    meanings = {**MEANINGS, **(extra or {})}
+    return {n: meanings.get(n, f"window of grid dim {n[2:]}" if n.startswith("k_") else n) for n in names}
+
+
+def sp_free(expr) -> set:
+    return getattr(expr, "free_symbols", set())
 
 
 def values(wl: Workload, pattern: Pattern) -> dict:
@@ -154,6 +166,7 @@ def values(wl: Workload, pattern: Pattern) -> dict:
     if isinstance(pattern, Neighborhood):
         rank = len(wl.q_grid)
         out.update({f"k_{i}": k for i, k in enumerate(pattern._per_dim("window", rank))})
+    out.update(pattern.formula_values(wl))
     return out
 
 
@@ -164,7 +177,7 @@ def evaluate(f: Formula, wl: Workload, pattern: Pattern) -> dict:
     vals = values(wl, pattern)
     out = {}
     for name, expr in f.exprs.items():
-        syms = sorted(expr.free_symbols, key=str)
+        syms = sorted(sp_free(expr), key=str)
         fn = sp.lambdify(syms, expr, "numpy")
         out[name] = fn(*(vals[str(x)] for x in syms)) if syms else float(expr)
     return out

@@ -78,7 +78,7 @@ class Prediction:
         p = self.pattern
         out = {
             "hw": {"name": self.hw.name, "kind": self.hw.kind},
-            "workload": _workload_dict(p.counts.workload),
+            "workload": _workload_dict(self.dense.counts.workload),
             "pattern": p.counts.pattern,
             "baseline": self.dense.counts.pattern,
             "counts": p.counts.to_dict(),
@@ -91,6 +91,8 @@ class Prediction:
             "speedup_vs_dense": self.speedup_vs_dense,
             "assumptions": self.assumptions,
         }
+        if p.counts.workload != self.dense.counts.workload:  # e.g. SQA runs fewer query heads
+            out["pattern_workload"] = _workload_dict(p.counts.workload)
         if p.tile_time is not None:
             tt = p.tile_time
             out["tile_model"] = {"binding_pipe": tt.binding_pipe, "ctas": tt.ctas, "waves": tt.waves}

@@ -7,7 +7,7 @@ Errors name flags as the CLI spells them (``--window``); case YAMLs use the same
 from __future__ import annotations
 
 from .errors import AttnsimError, PatternError
-from .patterns import (MLA, Agent, Causal, Dense, Graph, Halo, Hyper, Linear, MoBA, Neighborhood, Pattern, Sliding,
+from .patterns import (MLA, REGISTRY, Agent, Causal, Dense, Graph, Halo, Hyper, Linear, MoBA, Neighborhood, Pattern, Sliding,
                        Power, Sinks, SlidingTile, Swin)
 from .workload import Workload
 
@@ -71,6 +71,10 @@ ACCEPTS = {
     "power": {"block_size", "window_blocks", "sink_blocks"},
     "hyper": {"block_size", "sample_size", "min_seq_len", "causal"},
 }
+LEGACY_FLAGS = frozenset().union(*ACCEPTS.values())  # flags with hand-written click options
+# Patterns that declare their flags themselves (Pattern.flags / from_flags): see base.Pattern.
+PLUGINS = {name: cls for name, cls in REGISTRY.items() if name not in ACCEPTS}
+ACCEPTS.update({name: set(cls.flags) for name, cls in PLUGINS.items()})
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
 
@@ -196,6 +200,10 @@ BUILDERS = {
 }
 
 
+BUILDERS.update({name: cls.from_flags for name, cls in PLUGINS.items()})
+
+
 def build_pattern(f: dict) -> Pattern:
+    f = {**{k: None for k in PATTERN_FLAGS}, **f}  # flags no caller set read as "not given"
     _refuse_others(f)
     return BUILDERS[f["pattern"]](f)

@@ -6,12 +6,14 @@ import json
 import click
 from rich.console import Console
 
-from ..formulas import PHASES, formula as build_formula
-from ..patterns import MLA, Causal, Dense, Linear, Neighborhood, Sliding
+from ..formulas import PHASES, formula as build_formula, has_closed_form_hook
+from ..patterns import MLA, REGISTRY, Causal, Dense, Linear, Neighborhood, Sliding
 
 
 def _symbolic_pattern(name: str, causal: bool, rank: int, mla_mode: str):
     """A representative instance: closed forms depend on the kind, never on window values."""
+    if name in HOOKED:
+        return REGISTRY[name].symbolic(causal, rank)
     return {"dense": lambda: Dense(), "causal": lambda: Causal(),
             "sliding": lambda: Sliding(1, causal=causal),
             "neighborhood": lambda: Neighborhood((1,) * rank, causal=(causal,) * rank),
@@ -19,8 +21,9 @@ def _symbolic_pattern(name: str, causal: bool, rank: int, mla_mode: str):
             "linear": lambda: Linear(causal=causal)}[name]()
 
 
-# MoBA's counts are exact sums over blocks (attnsim.patterns.moba), not yet a sympy expression.
-WITH_FORMULA = ("dense", "causal", "sliding", "neighborhood", "mla", "linear")
+# Patterns defining Pattern.closed_form / symbolic bring their own forms.
+HOOKED = tuple(n for n, cls in REGISTRY.items() if has_closed_form_hook(cls))
+WITH_FORMULA = ("dense", "causal", "sliding", "neighborhood", "mla", "linear", *HOOKED)
 
 
 @click.command()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..patterns import REGISTRY
 from ..patterns.mla import MODES as MLA_MODES
 
 PATTERN_OPTIONS = [
@@ -31,3 +32,25 @@ PATTERN_OPTIONS = [
     click.option("--mla-mode", type=click.Choice(MLA_MODES), default=None,
                  help="MLA: up-project K/V (prefill) or absorbed weights (decode) [default: auto]."),
 ]
+
+
+def _declared_options() -> list:
+    """Click options for the flags patterns declare themselves (Pattern.cli_flags); a flag
+    shared by several patterns gets one option whose help names each use."""
+    from ..spec import LEGACY_FLAGS
+
+    flags: dict[str, tuple[str, list[str]]] = {}
+    for name, cls in REGISTRY.items():
+        for flag in cls.cli_flags:
+            if flag.name in LEGACY_FLAGS:  # reuse it: list it in `flags`, don't declare it
+                raise TypeError(f"{name} redeclares the existing flag {flag.option}")
+            kind, helps = flags.setdefault(flag.name, (flag.type, []))
+            if kind != flag.type:
+                raise TypeError(f"{flag.option} is declared as {kind} and {flag.type}")
+            helps.append(f"{name}: {flag.help}")
+    types = {"int": int, "float": float, "str": str}
+    return [click.option(f"--{n.replace('_', '-')}", n, type=types[kind], default=None, help=" ".join(helps))
+            for n, (kind, helps) in flags.items()]
+
+
+PATTERN_OPTIONS += _declared_options()

@@ -13,6 +13,20 @@ BRUTE_FORCE_LIMIT = 1 << 24  # (query, key) pairs a materialised test mask may h
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A pattern flag the CLI offers (``--query-heads``); ``name`` is the Python spelling
+    (``query_heads``), ``type`` one of "int", "float", "str" (str for 'x'-joined dims)."""
+
+    name: str
+    type: str
+    help: str
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class AxisLayout:
     """How a pattern sees the tokens: per-dimension extents and one rule per dimension."""
 
@@ -66,6 +80,36 @@ class Pattern(ABC):
         """Multi-op variants return a networkx graph of :class:`attnsim.patterns.opgraph.Op`
         (their FLOPs and bytes come from it); a single fused attention kernel returns None."""
         return None
+
+    # -- plugin hooks: patterns declare their CLI flags and closed forms themselves -------
+    flags: frozenset[str] = frozenset()  # pattern flags accepted (Python names, e.g. "top_k")
+    cli_flags: tuple[Flag, ...] = ()      # flags this pattern adds to the CLI
+
+    @classmethod
+    def from_flags(cls, f: dict) -> "Pattern":
+        """Build from flag values (None = not given); errors name the flag and the fix."""
+        raise NotImplementedError(f"{cls.__name__} has no from_flags")
+
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "Pattern | None":
+        """A representative instance for ``attnsim formula`` (None: no closed form)."""
+        return None
+
+    def closed_form(self, sp, sym: dict, phase: str) -> tuple[dict, dict, tuple[str, ...]]:
+        """(exprs, meanings, assumes): sympy expressions for at least ``pairs_per_head``,
+        ``matmul_flops``, ``exp`` and ``compulsory_bytes``, built from the standard symbols
+        ``sym`` (B, H, Hkv, N, M, D, Dv, e, eo) and the pattern's own (named in ``meanings``,
+        valued by :meth:`formula_values`); ``assumes`` are the conditions the form needs."""
+        raise NotImplementedError
+
+    def formula_values(self, wl: Workload) -> dict:
+        """Values of the pattern's own closed-form symbols on ``wl``."""
+        return {}
+
+    def effective_workload(self, wl: Workload) -> Workload:
+        """The workload the pattern's kernel runs, when it differs from the user's (e.g. SQA
+        runs fewer query heads); the dense baseline keeps the user's."""
+        return wl
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params().items())
