@@ -12,6 +12,7 @@ from .formula import formula
 from .hw import hw
 from .predict import predict, speedup
 from .tiles import tiles
+from .validate import validate
 
 EXIT_BAD_INPUT = 2
 
@@ -29,6 +30,7 @@ cli.add_command(tiles)
 cli.add_command(explain)
 cli.add_command(cases)
 cli.add_command(formula)
+cli.add_command(validate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,91 @@
+"""``attnsim validate run|export|runs``: measure real kernels into a results database."""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import AttnsimError
+
+DB_OPTION = click.option("--db", default="attnsim-results.sqlite", show_default=True,
+                         help="SQLite results database.")
+
+
+@click.group()
+def validate() -> None:
+    """Run the real kernels (torch: pip install 'attnsim[validate]'), store measurements."""
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise AttnsimError("validation runs kernels with torch: pip install torch==2.13.0 "
+                           "(or 'attnsim[validate]')") from None
+
+
+@validate.command("run")
+@click.option("--suite", "suite_name", type=click.Choice(["smoke", "cpu", "gpu"]), default="smoke", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@DB_OPTION
+@click.option("--hw", default=None, help="Profile for the predictions [default: EPYC-2vCPU on cpu, by GPU name on cuda].")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (fixed for the whole run).")
+@click.option("--budget", "budget_s", type=float, default=0.5, show_default=True,
+              help="Seconds of timed repeats per (config, kernel).")
+@click.option("--family", "families", multiple=True, help="Only these pattern families (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+def run_cmd(suite_name, device, db, hw, threads, budget_s, families, as_json):
+    """Run a named suite; every measurement is committed as soon as it is taken."""
+    _need_torch()
+    from ..validate.run import run_suite
+
+    if hw is not None:
+        from ..hwmodels import load_profile
+
+        load_profile(hw)  # fail before any measurement on a bad name
+    out = run_suite(suite_name, device, db, hw, threads, budget_s, tuple(families), progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(out.to_dict(), indent=2))
+        return
+    console = Console()
+    table = Table("config", "kernel", "measured ms", "predicted ms", "pred/meas", title=f"suite {suite_name} -> {db}")
+    for m in out.measured:
+        table.add_row(m["config"], m["kernel"], f"{m['median_s'] * 1e3:.3f}", f"{m['predicted_s'] * 1e3:.3f}",
+                      f"{m['predicted_s'] / m['median_s']:.2f}")
+    console.print(table)
+    for kind in ("skipped", "failed"):
+        for s in getattr(out, kind):
+            console.print(f"[dim]{kind}: {s['config']} {s['kernel']}: {s['reason']}[/]")
+
+
+@validate.command("export")
+@DB_OPTION
+@click.option("--out", required=True, help="FILE.csv or FILE.parquet")
+def export_cmd(db, out):
+    """Export every measurement to CSV or Parquet."""
+    from ..validate.store import Store
+
+    with Store(db, create=False) as store:
+        n = store.export(out)
+    click.echo(f"{n} measurements -> {out}")
+
+
+@validate.command("runs")
+@DB_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def runs_cmd(db, as_json):
+    """The runs stored in a database, with their environment."""
+    from ..validate.store import Store
+
+    with Store(db, create=False) as store:
+        runs = store.runs()
+        counts = {r["id"]: len(store.rows("WHERE run_id = ?", (r["id"],))) for r in runs}
+    if as_json:
+        click.echo(json.dumps([{**r, "measurements": counts[r["id"]]} for r in runs], indent=2))
+        return
+    for r in runs:
+        env = r["env"]
+        click.echo(f"run {r['id']}: suite {r['suite']} on {r['device']} ({env.get('gpu') or env.get('cpu_model')}, "
+                   f"torch {env.get('torch')}, {env.get('torch_threads')} threads): {counts[r['id']]} measurements")
