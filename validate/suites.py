@@ -58,7 +58,7 @@ def cpu() -> list[Config]:
     for seq, heads, d in itertools.product((256, 512, 1024, 2048, 4096), (1, 4), (64, 128)):
         out.append(_cfg("dense", {"pattern": "dense"}, ("sdpa-flash", "sdpa-math"), seq=seq, heads=heads, head_dim=d))
         out.append(_cfg("causal", {"pattern": "causal"}, ("sdpa-flash", "flex"), seq=seq, heads=heads, head_dim=d))
-    for seq, w, heads in itertools.product((1024, 2048, 4096, 8192), (128, 256, 512, 1024, 2048), (2,)):
+    for seq, w, heads in itertools.product((1024, 2048, 4096, 8192), (64, 128, 256, 512, 1024, 2048), (2,)):
         if w < seq:
             out.append(_cfg("sliding", {"pattern": "sliding", "window": str(w), "causal": "all"}, ("flex",),
                             seq=seq, heads=heads))
@@ -68,6 +68,18 @@ def cpu() -> list[Config]:
     for kv, heads, kvh in itertools.product((1024, 4096, 16384, 65536, 131072), (8, 32), (1, 8)):
         out.append(_cfg("gqa-decode", {"pattern": "dense"}, ("sdpa-flash", "sdpa-math"),
                         seq=kv, heads=heads, kv_heads=kvh, phase="decode"))
+    return out + _dense_baselines(out)
+
+
+def _dense_baselines(configs: list[Config]) -> list[Config]:
+    """Dense attention on every sparse config's workload: the measured speedup's baseline."""
+    have = {c.name for c in configs}
+    out = []
+    for c in configs:
+        base = _cfg("dense", {"pattern": "dense"}, ("sdpa-flash",), **c.workload)
+        if c.family not in ("dense", "gqa-decode") and base.name not in have:
+            have.add(base.name)
+            out.append(base)
     return out
 
 

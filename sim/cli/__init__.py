@@ -12,7 +12,7 @@ from .formula import formula
 from .hw import hw
 from .predict import predict, speedup
 from .tiles import tiles
-from .validate import validate
+from .validate import calibrate, compare, validate
 
 EXIT_BAD_INPUT = 2
 
@@ -31,6 +31,8 @@ cli.add_command(explain)
 cli.add_command(cases)
 cli.add_command(formula)
 cli.add_command(validate)
+cli.add_command(calibrate)
+cli.add_command(compare)
 
 
 def main(argv: list[str] | None = None) -> int:

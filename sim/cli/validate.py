@@ -89,3 +89,69 @@ def runs_cmd(db, as_json):
         env = r["env"]
         click.echo(f"run {r['id']}: suite {r['suite']} on {r['device']} ({env.get('gpu') or env.get('cpu_model')}, "
                    f"torch {env.get('torch')}, {env.get('torch_threads')} threads): {counts[r['id']]} measurements")
+
+
+@click.command()
+@DB_OPTION
+@click.option("--hw", required=True, help="Profile the measurements were taken on (e.g. EPYC-2vCPU).")
+@click.option("--out", default=None, help="Overlay path [default: calibration/<profile>.yaml next to the profile].")
+@click.option("--json", "as_json", is_flag=True)
+def calibrate(db, hw, out, as_json):
+    """Fit per-kernel cost coefficients on a train split; write a calibration overlay."""
+    from pathlib import Path
+
+    from ..hwmodels import load_profile
+    from ..hwmodels.calibration import write_overlay
+    from ..validate.calibrate import calibrate as fit
+    from ..validate.store import Store
+
+    profile = load_profile(hw)
+    with Store(db, create=False) as store:
+        kernels, fitted_on = fit(store, profile)
+    path = write_overlay(profile, kernels, fitted_on, Path(out) if out else None)
+    if as_json:
+        click.echo(json.dumps({"overlay": str(path), "kernels": kernels, "fitted_on": fitted_on}, indent=2))
+        return
+    table = Table("kernel", "train n", "train MAPE", "test n", "test MAPE", "test max", title=f"{profile.name} -> {path}")
+    for k, v in kernels.items():
+        tr, te = v["train"], v["test"]
+        table.add_row(k, str(tr["n"]), f"{tr['mape']:.1%}", str(te["n"]),
+                      f"{te['mape']:.1%}" if te["n"] else "-", f"{te['max_err']:.1%}" if te["n"] else "-")
+    Console().print(table)
+
+
+@click.command()
+@DB_OPTION
+@click.option("--hw", required=True, help="Profile the measurements were taken on.")
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True)
+@click.option("--plots", "plot_dir", default=None, help="Write PNG plots into this folder.")
+@click.option("--json", "as_json", is_flag=True)
+def compare(db, hw, split, plot_dir, as_json):
+    """Model vs measured: MAPE, max error, Spearman, bound violations (held-out by default)."""
+    from ..hwmodels import load_profile
+    from ..validate.compare import compare as run_compare, plots, public
+    from ..validate.store import Store
+
+    profile = load_profile(hw)
+    with Store(db, create=False) as store:
+        report = run_compare(store, profile, split)
+    written = plots(report, profile, plot_dir) if plot_dir and report["overall"]["n"] else []
+    if as_json:
+        click.echo(json.dumps({**public(report), "plots": [str(p) for p in written]}, indent=2))
+        return
+    table = Table("family", "kernel", "model", "n", "MAPE", "max err", "Spearman",
+                  title=f"{profile.name}: model vs measured ({split} split)")
+    for g in report["by_family_kernel"]:
+        table.add_row(g["family"], g["kernel"], g["model"], str(g["n"]), f"{g['mape']:.1%}", f"{g['max_err']:.1%}",
+                      f"{g['spearman']:.3f}")
+    o = report["overall"]
+    if o["n"]:
+        table.add_row("[bold]all[/]", "", "", str(o["n"]), f"{o['mape']:.1%}", f"{o['max_err']:.1%}", f"{o['spearman']:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"speedup rank correlation: {report['speedup_spearman']:.3f}; "
+                  f"measured speedups above the FLOP bound: {len(report['bound_violations'])}")
+    for v in report["bound_violations"]:
+        console.print(f"  [red]{v['config']} {v['kernel']}: {v['measured']:.2f}x > bound {v['flop_bound']:.2f}x[/]")
+    for p in written:
+        console.print(f"[dim]plot: {p}[/]")

@@ -1,0 +1,131 @@
+"""Calibration: NNLS equals a brute-force active-set search; fitting recovers known coefficients
+from synthetic measurements; compare reports held-out errors and bound violations."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnsim.cli import main
+from attnsim.hwmodels import load_profile
+from attnsim.hwmodels.calibration import load_overlay, write_overlay
+from attnsim.hwmodels.kernelcost import FEATURES, default_coefficients, features, kernel_time_s
+from attnsim.validate.calibrate import calibrate, fit, nnls, spearman, split_of
+from attnsim.validate.compare import compare
+from attnsim.validate.store import Measurement, Store
+from attnsim.validate.suites import suite
+
+HW = load_profile("EPYC-2vCPU")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(1, 8))
+def test_nnls_equals_best_nonnegative_subset(seed, n, extra):
+    """Brute force: least squares on every subset of columns, keep feasible ones, take the best."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((n + extra, n)), rng.standard_normal(n + extra)
+    best = np.inf
+    for k in range(n + 1):
+        for cols in itertools.combinations(range(n), k):
+            x = np.zeros(n)
+            if cols:
+                x[list(cols)] = np.linalg.lstsq(a[:, cols], b, rcond=None)[0]
+            if (x >= -1e-12).all():
+                best = min(best, np.linalg.norm(a @ x - b))
+    got = nnls(a, b)
+    assert (got >= 0).all()
+    assert np.linalg.norm(a @ got - b) == pytest.approx(best, rel=1e-7, abs=1e-9)
+
+
+def test_spearman_matches_definition():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 30.0, 20.0, 40.0])
+    d = np.array([0, 1, -1, 0])  # rank differences, no ties: rho = 1 - 6 sum d^2 / (n (n^2 - 1))
+    assert spearman(a, b) == pytest.approx(1 - 6 * (d**2).sum() / (4 * 15))
+    assert spearman(a, a[::-1]) == pytest.approx(-1.0)
+
+
+def test_split_is_stable_and_roughly_thirty_percent():
+    names = [c.name for c in suite("cpu")]
+    assert [split_of(n) for n in names] == [split_of(n) for n in names]
+    share = sum(split_of(n) == "test" for n in names) / len(names)
+    assert 0.15 < share < 0.45
+
+
+def test_fit_recovers_known_coefficients_exactly():
+    rng = np.random.default_rng(1)
+    truth = np.array([2e-5, 3e-11, 0.0, 1e-10, 4e-7, 0.0])
+    x = rng.uniform(1, 1e4, (40, 6)) * np.array([1, 1e6, 1e5, 1e5, 10, 1e3])
+    x[:, 0] = 1.0
+    got = fit(x, x @ truth)
+    np.testing.assert_allclose(x @ got, x @ truth, rtol=1e-6)
+
+
+def _synthetic_db(path, coeffs_by_kernel):
+    """Store the cpu suite's configs with 'measured' = the linear model under known coefficients."""
+    with Store(path) as s:
+        run = s.start_run("cpu", "cpu", {"cpu_model": "synthetic", "torch": None, "torch_threads": 2})
+        for cfg in suite("cpu"):
+            wl, p = cfg.build()
+            for kernel in cfg.runners:
+                if kernel not in coeffs_by_kernel:
+                    continue
+                t = kernel_time_s(features(wl, p, kernel, HW), coeffs_by_kernel[kernel])
+                s.add(run, Measurement(cfg.name, cfg.family, kernel, p.describe(),
+                                       json.dumps({"pattern": cfg.pattern, "workload": cfg.workload}),
+                                       json.dumps(cfg.workload, sort_keys=True), HW.name, t, 0.0, t, 5))
+
+
+def test_calibrate_then_compare_on_synthetic_measurements(tmp_path):
+    base = default_coefficients(HW, "fp32")
+    truth = {"sdpa-flash": {**base, "matmul_flops": base["matmul_flops"] * 1.7, "tiles": 3e-6},
+             "flex": {**base, "exp": base["exp"] * 2.5, "call": 4e-5}}
+    db = tmp_path / "s.sqlite"
+    _synthetic_db(db, truth)
+    with Store(db, create=False) as s:
+        kernels, fitted_on = calibrate(s, HW)
+    assert set(kernels) == {"sdpa-flash", "flex"} and fitted_on["rows"] > 0
+    for k in kernels.values():
+        assert k["train"]["mape"] < 1e-6 and k["test"]["mape"] < 1e-6
+    out = tmp_path / "overlay.yaml"
+    write_overlay(HW, kernels, fitted_on, out)
+    assert yaml.safe_load(out.read_text())["profile"] == HW.name
+    assert set(FEATURES) <= set(yaml.safe_load(out.read_text())["kernels"]["flex"]["coefficients"])
+
+
+def test_cli_calibrate_and_compare(tmp_path, capsys, monkeypatch):
+    base = default_coefficients(HW, "fp32")
+    db = tmp_path / "s.sqlite"
+    _synthetic_db(db, {"sdpa-flash": base, "flex": base, "natten": base, "sdpa-math": base})
+    out = tmp_path / "calibration" / "EPYC-2vCPU.yaml"
+    assert main(["calibrate", "--db", str(db), "--hw", "EPYC-2vCPU", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overlay"] == str(out)
+    # compare reads the overlay next to the profile: point the profile there
+    monkeypatch.setattr("attnsim.hwmodels.calibration.overlay_path", lambda profile: out)
+    assert load_overlay(HW) is not None
+    assert main(["compare", "--db", str(db), "--hw", "EPYC-2vCPU", "--json", "--plots", str(tmp_path / "p")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall"]["mape"] < 1e-6 and report["bound_violations"] == []
+    assert {g["model"] for g in report["by_family_kernel"]} == {"calibrated"}
+    assert len(report["plots"]) == 3 and all((tmp_path / "p").joinpath(p.split("/")[-1]).exists()
+                                             for p in report["plots"])
+
+
+def test_compare_flags_a_measured_speedup_above_the_bound(tmp_path):
+    with Store(tmp_path / "b.sqlite") as s:
+        run = s.start_run("cpu", "cpu", {})
+        wl = {"seq": 512, "heads": 1}
+        for fam, t in (("dense", 1.0), ("causal", 0.1)):  # 10x > causal's ~2x FLOP bound
+            s.add(run, Measurement(f"{fam}[x]", fam, "sdpa-flash", fam, json.dumps({"pattern": {"pattern": fam},
+                                   "workload": wl}), json.dumps(wl, sort_keys=True), HW.name, t, 0.0, t, 5))
+        report = compare(s, HW, "all")
+    (v,) = report["bound_violations"]
+    assert v["measured"] == pytest.approx(10.0) and v["flop_bound"] < 2.01
+
+
+def test_calibrate_without_rows_is_a_clear_error(tmp_path, capsys):
+    Store(tmp_path / "e.sqlite").close()
+    assert main(["calibrate", "--db", str(tmp_path / "e.sqlite"), "--hw", "EPYC-2vCPU"]) == 2
+    assert "no measurements" in capsys.readouterr().err
