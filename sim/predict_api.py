@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .counting import Counts, count
+from .errors import PricingError
 from .hwmodels import Profile, Roofline, load_profile, roofline
+from .hwmodels.calibration import load_overlay
+from .hwmodels.kernelcost import FEATURES, default_coefficients, default_kernel, features, kernel_model
 from .hwmodels.roofline import launch_time_s
 from .hwmodels.tilecost import TileTime, tile_time
 from .patterns import Dense, Pattern
@@ -20,6 +23,7 @@ class Priced:
     roofline: Roofline
     breakdown_s: dict[str, float]  # named components that add up to ``predicted_s``
     tile_time: TileTime | None = None
+    kernel_note: str | None = None  # set when a per-kernel work model priced it
 
     @property
     def predicted_s(self) -> float:
@@ -36,6 +40,39 @@ def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None) ->
     launches = launch_time_s(counts, hw) if counts.kernels is None else (
         len(counts.kernels) * hw.get("launch_overhead_s"))
     return Priced(counts, roof, {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launches})
+
+
+def price_kernel(wl: Workload, pattern: Pattern, hw: Profile, kernel: str, overlay) -> Priced:
+    """Price with a kernel's work model (hwmodels.kernelcost): calibrated coefficients from the
+    overlay when it has the kernel, else the profile's uncalibrated peaks."""
+    feats = features(wl, pattern, kernel, hw)
+    if overlay is not None and kernel in overlay.kernels:
+        coeffs = overlay.kernels[kernel]
+        test = overlay.errors.get(kernel, {}).get("test") or {}
+        err = f", held-out MAPE {test['mape']:.1%} on {test['n']} points" if test.get("n") else ""
+        note = f"{kernel} work model calibrated on measurements ({overlay.path}{err})"
+    else:
+        coeffs = default_coefficients(hw, wl.dtype)
+        note = f"{kernel} work model, uncalibrated (profile peaks; run attnsim calibrate)"
+    counts = count(wl, pattern)
+    breakdown = {f"{kernel} {f}": coeffs[f] * feats[f] for f in FEATURES if coeffs[f] * feats[f] > 0}
+    return Priced(counts, roofline(counts, hw), breakdown, kernel_note=note)
+
+
+def _kernel_for(wl: Workload, pattern: Pattern, hw: Profile, kernel: str | None, overlay) -> str | None:
+    """The kernel model to price with: the one asked for, or the pattern's default kernel when a
+    calibration overlay has it; None: the analytical models (tile model / roofline)."""
+    if kernel is None:
+        k = default_kernel(pattern)
+        return k if overlay is not None and k in overlay.kernels else None
+    kernel_model(kernel)
+    if hw.kind != "cpu" and (overlay is None or kernel not in overlay.kernels):
+        raise PricingError(f"--kernel {kernel} on {hw.name}: GPU kernel models need a calibration overlay "
+                           "(attnsim calibrate); without --kernel the tile model prices it")
+    if not pattern.tileable or pattern.op_graph(wl, 1) is not None:
+        raise PricingError(f"--kernel prices single fused mask kernels; {pattern.name} is data-dependent or "
+                           "several ops: drop --kernel")
+    return kernel
 
 
 def _ratio(num: float, den: float) -> float:
@@ -64,7 +101,9 @@ class Prediction:
     def assumptions(self) -> list[str]:
         p = self.pattern
         notes = list(p.counts.assumptions) + list(p.roofline.assumptions)
-        if p.tile_time is not None:
+        if p.kernel_note is not None:
+            notes.append(f"predicted time: {p.kernel_note}; baseline: {self.dense.kernel_note}")
+        elif p.tile_time is not None:
             notes += list(p.tile_time.assumptions)
         elif p.counts.kernels is not None:
             notes.append(f"multi-op pattern: predicted time = binding roof over all ops (perfect overlap) + "
@@ -106,15 +145,23 @@ def _workload_dict(wl: Workload) -> dict:
 
 
 def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
-            tiling: Tiling | TilingRequest | None = None, baseline: Pattern | None = None) -> Prediction:
+            tiling: Tiling | TilingRequest | None = None, baseline: Pattern | None = None,
+            kernel: str | None = None) -> Prediction:
     """Exact counts of ``pattern`` and of dense attention on ``workload`` (both tiled alike),
     priced on ``hw``. Unset tiles come from the device (:func:`attnsim.tiles.default_tiling`):
     FlexAttention 128x128 blocks on 1D layouts, NATTEN's fused-kernel boxes on grids.
     ``baseline`` (default dense) is what "speedup vs dense" compares against, e.g. Causal()
-    for a causal sparse pattern whose paper compares against causal full attention."""
+    for a causal sparse pattern whose paper compares against causal full attention.
+    ``kernel`` prices a named real kernel's work model (also used by default when the profile
+    has a calibration overlay for the pattern's usual kernel)."""
     baseline = baseline or Dense()
     profile = load_profile(hw) if isinstance(hw, str) else hw
     pattern.check(workload)
+    overlay = load_overlay(profile)
+    chosen = _kernel_for(workload, pattern, profile, kernel, overlay)
+    if chosen is not None:
+        return Prediction(profile, price_kernel(workload, pattern, profile, chosen, overlay),
+                          price_kernel(workload, baseline, profile, default_kernel(baseline), overlay))
     if not pattern.tileable:  # data-dependent masks: no tile counts for it or its baseline
         return Prediction(profile, price(count(workload, pattern), profile),
                           price(count(workload, baseline), profile))

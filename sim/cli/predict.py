@@ -17,11 +17,13 @@ from .options import workload_options
 @click.command()
 @click.option("--hw", "hw_name", default="H100-SXM", show_default=True, help="Profile name or YAML file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--kernel", default=None, help="Price a real kernel's work model (sdpa-flash, sdpa-math, flex, "
+              "natten, unfused, ...); calibrated when the profile has an overlay (attnsim calibrate).")
 @workload_options
-def predict(spec, hw_name: str, as_json: bool) -> None:
+def predict(spec, hw_name: str, as_json: bool, kernel: str | None) -> None:
     """Exact counts, roofline and predicted time of a pattern, and its speedup vs dense."""
     wl, pattern, tiling, baseline = spec
-    result = run_predict(wl, pattern, load_profile(hw_name), tiling, baseline)
+    result = run_predict(wl, pattern, load_profile(hw_name), tiling, baseline, kernel)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

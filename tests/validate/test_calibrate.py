@@ -129,3 +129,29 @@ def test_calibrate_without_rows_is_a_clear_error(tmp_path, capsys):
     Store(tmp_path / "e.sqlite").close()
     assert main(["calibrate", "--db", str(tmp_path / "e.sqlite"), "--hw", "EPYC-2vCPU"]) == 2
     assert "no measurements" in capsys.readouterr().err
+
+
+def test_predict_with_a_kernel_uses_the_overlay_and_says_so(tmp_path, monkeypatch, capsys):
+    base = default_coefficients(HW, "fp32")
+    coeffs = {**base, "call": 1e-3}
+    out = tmp_path / "EPYC-2vCPU.yaml"
+    write_overlay(HW, {"sdpa-flash": {"coefficients": coeffs, "train": {"n": 9, "mape": 0.01},
+                                      "test": {"n": 4, "mape": 0.02, "max_err": 0.03}}}, {"db": "x"}, out)
+    args = ["predict", "--hw", "EPYC-2vCPU", "--pattern", "causal", "--seq", "1024", "--dtype", "fp32", "--json"]
+    assert main(args) == 0  # no overlay beside the shipped profile: analytical models
+    plain = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr("attnsim.hwmodels.calibration.overlay_path",
+                        lambda profile: out if profile.name == HW.name else tmp_path / "absent.yaml")
+    assert main(args) == 0  # the overlay has causal's usual kernel: used without --kernel
+    got = json.loads(capsys.readouterr().out)
+    note = [a for a in got["assumptions"] if "calibrated on measurements" in a]
+    assert note and "held-out MAPE 2.0% on 4 points" in note[0]
+    from attnsim import Workload
+    from attnsim.patterns import Causal
+    w = Workload.sequence(1024, dtype="fp32")
+    expect = kernel_time_s(features(w, Causal(), "sdpa-flash", HW), coeffs)
+    assert got["time_s"]["predicted"] == pytest.approx(expect) != plain["time_s"]["predicted"]
+    assert main(["predict", "--hw", "H100-SXM", "--seq", "1024", "--kernel", "flex"]) == 2
+    assert "need a calibration overlay" in capsys.readouterr().err
+    assert main(["predict", "--hw", "EPYC-2vCPU", "--seq", "1024", "--kernel", "cudnn"]) == 2
+    assert "--kernel 'cudnn'" in capsys.readouterr().err
