@@ -90,11 +90,18 @@ def path(name: str) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="YAML file to write.")
 @click.option("--name", default="this-cpu", show_default=True, help="Profile name.")
 def probe(out: str, name: str) -> None:
-    """Measure this machine's CPU (numpy) and write a profile whose numbers say 'measured: …'."""
+    """Measure this machine's CPU (numpy; torch adds bf16/fp16 matmul) into a profile whose
+    numbers say 'measured: …'."""
     from ..hwmodels.probe import probe as run_probe
 
     with Console(stderr=True).status("probing matmul, exp, vector and memory rates…"):
         data = run_probe(name)
+        try:  # per-dtype matmul rates need torch (the validate extra); numpy measures fp32 only
+            from ..validate.probe_torch import matmul_entries
+        except ImportError:
+            pass
+        else:
+            data["matmul_flops_per_s"].update(matmul_entries(f"on {data['description'].split(' (')[0]}"))
     parse_profile(data, out)  # never write a profile our own loader would refuse
     target = Path(out)
     # Write to a temporary file and rename, so an interrupted probe leaves nothing half-written.
