@@ -160,7 +160,8 @@ def _graph_counts(wl: Workload, graph, pairs_dense: int) -> tuple[Flops, Bytes, 
                   softmax_other=sum(op.other_flops for op in ops))
     inputs, outputs = tensor_bytes(graph)
     scores = wl.heads_total * pairs_dense * wl.element_bytes
-    unfused = kernel_traffic_bytes(graph) + FWD_PASSES_OVER_SCORES * scores
+    passes = {"bwd": BWD_PASSES_OVER_SCORES, "fwd+bwd": FWD_PASSES_OVER_SCORES + BWD_PASSES_OVER_SCORES}
+    unfused = kernel_traffic_bytes(graph) + passes.get(wl.phase, FWD_PASSES_OVER_SCORES) * scores
     by_tensor = {**inputs, **outputs}
     return flops, Bytes(by_tensor, sum(by_tensor.values()), unfused), tuple(kernels(graph))
 

@@ -6,11 +6,17 @@ workloads (``tests/test_formulas.py``); ``lambdify`` turns them into numpy funct
     B batch, H query heads, Hkv KV heads, N queries, M keys, D QK head dim, Dv V head dim,
     e input bytes per element, eo output bytes per element, w window, k_i window of grid dim i,
     wl/wr keys before/after the query (symmetric sliding window), r latent KV rank (MLA),
-    rho RoPE dim (MLA).
+    rho RoPE dim (MLA), C chunk (linear attention).
+
+Backward phases follow each pattern's op graph: FlashAttention-2 (3 matmuls over D and 2 over Dv
+per attended pair) plus MLA's up-projection dgrad/wgrad, or linear attention's chunked backward.
+Patterns with a ``closed_form`` hook (MoBA, agent, HyperAttention, ...) bring their own forms and
+symbols.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import PatternError
 from .patterns import MLA, Causal, Dense, Linear, Neighborhood, Pattern, Sliding
@@ -66,18 +72,34 @@ def _pairs(sp, s, pattern: Pattern, rank: int):
                        "clipped per dilation group, so attnsim counts them exactly but has no formula")
 
 
-def _mla_ops(s, p: MLA, wl_phase: str, pairs):
-    b, h, n, m, d, dv, r, rho = (s[k] for k in ("B", "H", "N", "M", "D", "Dv", "r", "rho"))
+def _mla_ops(s, p: MLA, phase: str, pairs):
+    """(matmul FLOPs by op, compulsory bytes) of MLA in ``phase``."""
+    b, h, n, m, d, dv, r, rho, e, eo = (s[k] for k in ("B", "H", "N", "M", "D", "Dv", "r", "rho", "e", "eo"))
     nope = d - rho
-    if p.mode == "absorbed" or (p.mode == "auto" and wl_phase == "decode"):
+    if p.mode == "absorbed" or (p.mode == "auto" and phase == "decode"):
+        if phase in ("bwd", "fwd+bwd"):
+            raise PatternError(f"--mla-mode absorbed is the inference formulation: --phase {phase} trains with "
+                               "--mla-mode up-project (or auto)")
         ops = {"q_absorb": 2 * b * n * h * nope * r, "qk_latent": 2 * b * h * pairs * (r + rho),
                "pv_latent": 2 * b * h * pairs * r, "v_up": 2 * b * n * h * r * dv}
-        inputs = s["e"] * (b * n * h * nope + r * h * nope + b * n * h * rho + b * m * r + b * m * rho + r * h * dv)
-    else:
-        ops = {"k_nope_up": 2 * b * m * r * h * nope, "v_up": 2 * b * m * r * h * dv,
-               "qk": 2 * b * h * pairs * d, "pv": 2 * b * h * pairs * dv}
-        inputs = s["e"] * (b * m * r + r * h * nope + r * h * dv + b * n * h * d + b * m * rho)
-    return ops, inputs + s["eo"] * b * n * h * dv
+        inputs = e * (b * n * h * nope + r * h * nope + b * n * h * rho + b * m * r + b * m * rho + r * h * dv)
+        return ops, inputs + eo * b * n * h * dv
+    fwd = {"k_nope_up": 2 * b * m * r * h * nope, "v_up": 2 * b * m * r * h * dv,
+           "qk": 2 * b * h * pairs * d, "pv": 2 * b * h * pairs * dv}
+    weights = e * (r * h * nope + r * h * dv)
+    fwd_bytes = e * (b * m * r + b * n * h * d + b * m * rho) + weights + eo * b * n * h * dv
+    if phase in ("fwd", "decode"):
+        return fwd, fwd_bytes
+    # FlashAttention-2 on the saved K_nope and V (3 matmuls over D, 2 over Dv per pair), then the
+    # up-projection's dgrad and wgrad (twice its forward)
+    bwd = {"bwd_attention": 2 * b * h * pairs * (3 * d + 2 * dv),
+           "bwd_decompress": 2 * (fwd["k_nope_up"] + fwd["v_up"])}
+    kept = e * b * m * h * (nope + dv) + LSE_BYTES * b * h * n  # K_nope, V and LSE, fwd -> bwd
+    # reads Q, K_rope, c_kv, W_UK, W_UV, O, dO, and writes dQ, dK_rope, dc_kv, dW_UK, dW_UV
+    bwd_bytes = 2 * (e * (b * n * h * d + b * m * rho + b * m * r) + weights + eo * b * n * h * dv) + kept
+    if phase == "bwd":
+        return bwd, bwd_bytes
+    return {**fwd, **bwd}, fwd_bytes + kept + bwd_bytes
 
 
 def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
@@ -95,12 +117,10 @@ def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
     if isinstance(pattern, Linear):
         return _linear_formula(sp, s, pattern, phase, pairs, assumes)
     if isinstance(pattern, MLA):
-        if phase in ("bwd", "fwd+bwd"):
-            raise PatternError("--pattern mla models --phase fwd and decode only")
         ops, compulsory = _mla_ops(s, pattern, phase, pairs)
         exprs.update({f"matmul_flops.{k}": sp.factor(v) for k, v in ops.items()})
         exprs["matmul_flops"] = sp.factor(sum(ops.values()))
-        exprs["exp"] = sp.factor(heads * pairs)
+        exprs["exp"] = sp.factor((2 if phase == "fwd+bwd" else 1) * heads * pairs)
         exprs["compulsory_bytes"] = sp.factor(compulsory)
         return Formula(pattern.name, phase, exprs, _used(exprs), assumes)
     qk, pv = 2 * heads * pairs * d, 2 * heads * pairs * dv
@@ -122,18 +142,22 @@ def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
 
 def _linear_formula(sp, s, p: Linear, phase: str, pairs, assumes) -> Formula:
     b, h, hkv, n, m, d, dv, e, eo, c = (s[k] for k in ("B", "H", "Hkv", "N", "M", "D", "Dv", "e", "eo", "C"))
-    if phase in ("bwd", "fwd+bwd"):
-        raise PatternError("--pattern linear models --phase fwd and decode only")
     state = 2 * b * h * n * d * dv  # one D x Dv product per query (read-out) and per key (update)
-    if phase == "decode" or not p.causal:
-        matmul = 2 * state
-    else:  # chunks of C, the last one N mod C: full C x C intra-chunk products
-        squares = sp.floor(n / c) * c**2 + (n - sp.floor(n / c) * c) ** 2
-        matmul = 2 * b * h * squares * (d + dv) + 2 * state
+    # chunks of C, the last one N mod C: full C x C intra-chunk products
+    squares = sp.floor(n / c) * c**2 + (n - sp.floor(n / c) * c) ** 2 if p.causal else 0
+    fwd = 2 * state + 2 * b * h * squares * (d + dv) if phase != "decode" else 2 * state
+    # flash-linear-attention's chunked backward: dS, dQ, dK, A, dV intra-chunk (3 over D, 2 over
+    # Dv), states recomputed, state gradients, and the inter-chunk dQ, dK, dV: 5 state products
+    bwd = 5 * state + 2 * b * h * squares * (3 * d + 2 * dv)
     keys = n if phase == "decode" else m
-    compulsory = e * b * (h * n * d + hkv * keys * (d + dv)) + eo * b * h * n * dv
-    if phase == "decode":
-        compulsory += 2 * b * h * d * dv * 4  # fp32 state in and out
+    inputs = e * b * (h * n * d + hkv * keys * (d + dv))  # Q, K, V
+    out = eo * b * h * n * dv  # O, and dO of the backward
+    matmul, compulsory = {
+        "fwd": (fwd, inputs + out),
+        "decode": (fwd, inputs + out + 2 * b * h * d * dv * 4),  # fp32 state in and out
+        "bwd": (bwd, 2 * inputs + out),  # reads Q, K, V, dO (no O: no softmax), writes dQ, dK, dV
+        "fwd+bwd": (fwd + bwd, 3 * inputs + 2 * out),
+    }[phase]
     exprs = {"pairs_per_head": sp.factor(pairs), "matmul_flops": matmul, "exp": sp.Integer(0),
              "compulsory_bytes": sp.factor(compulsory)}
     return Formula(p.name, phase, exprs, _used(exprs), assumes)
@@ -172,12 +196,18 @@ def values(wl: Workload, pattern: Pattern) -> dict:
 
 def evaluate(f: Formula, wl: Workload, pattern: Pattern) -> dict:
     """Each quantity's numeric value (via lambdify, as a sweep would use it)."""
-    import sympy as sp
-
     vals = values(wl, pattern)
     out = {}
     for name, expr in f.exprs.items():
-        syms = sorted(sp_free(expr), key=str)
-        fn = sp.lambdify(syms, expr, "numpy")
-        out[name] = fn(*(vals[str(x)] for x in syms)) if syms else float(expr)
+        syms, fn = _lambdified(expr)
+        out[name] = fn(*(vals[x] for x in syms)) if syms else float(expr)
     return out
+
+
+@lru_cache(maxsize=256)
+def _lambdified(expr) -> tuple[tuple[str, ...], object]:
+    """(symbol names, numpy function) of ``expr``: lambdify once per distinct form (slow: ~50 ms)."""
+    import sympy as sp
+
+    syms = sorted(sp_free(expr), key=str)
+    return tuple(map(str, syms)), sp.lambdify(syms, expr, "numpy")

@@ -30,16 +30,21 @@ class Priced:
         return sum(self.breakdown_s.values())
 
 
-def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None) -> Priced:
+def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None, tile_model: bool = True) -> Priced:
     """Roofline always; on GPUs, a single fused attention kernel with tile counts is priced by
     the tile-level model. Multi-op patterns get the roofline plus one launch per kernel."""
     roof = roofline(counts, hw)
-    if hw.kind == "gpu" and counts.tiles is not None and counts.kernels is None:
+    if tile_model and tiled_kernel(counts, hw):
         tt = tile_time(counts, hw, padded)
         return Priced(counts, roof, tt.breakdown_s, tt)
     launches = launch_time_s(counts, hw) if counts.kernels is None else (
         len(counts.kernels) * hw.get("launch_overhead_s"))
     return Priced(counts, roof, {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launches})
+
+
+def tiled_kernel(counts: Counts, hw: Profile) -> bool:
+    """Whether the GPU tile-level model prices these counts (one fused kernel with tiles)."""
+    return hw.kind == "gpu" and counts.tiles is not None and counts.kernels is None
 
 
 def price_kernel(wl: Workload, pattern: Pattern, hw: Profile, kernel: str, overlay) -> Priced:
@@ -92,7 +97,9 @@ class Prediction:
             # matmul FLOPs, not pairs: equal for masks, and counts routing or latent work of
             # multi-op patterns (MoBA's gate, MLA's decompression, linear attention's state)
             "flop": _ratio(d.counts.flops.matmul, p.counts.flops.matmul),
-            "tile": _ratio(d.counts.tiles.visited, p.counts.tiles.visited) if p.counts.tiles else None,
+            # tiles of every (batch, head) problem: patterns may run fewer heads (SQA, CCA)
+            "tile": _ratio(d.counts.tiles.visited * d.counts.workload.heads_total,
+                           p.counts.tiles.visited * p.counts.workload.heads_total) if p.counts.tiles else None,
             "roofline": _ratio(d.roofline.time_s, p.roofline.time_s),
             "predicted": _ratio(d.predicted_s, p.predicted_s),
         }
@@ -107,7 +114,8 @@ class Prediction:
             notes += list(p.tile_time.assumptions)
         elif p.counts.kernels is not None:
             notes.append(f"multi-op pattern: predicted time = binding roof over all ops (perfect overlap) + "
-                         f"one launch per kernel ({', '.join(p.counts.kernels)}); no tile-level model yet")
+                         f"one launch per kernel ({', '.join(p.counts.kernels)}); no tile-level model yet, "
+                         "so the baseline is priced the same way (roofline + launch)")
         else:
             notes.append(f"predicted time = binding roof + {self.hw.name} launch overhead per kernel "
                          f"(no tile-level model for kind {self.hw.kind} yet)")
@@ -170,5 +178,9 @@ def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
     fused = profile.natten_tiles
     # CUTLASS-2.x FNA (Ampere/Ada) tiles the grid in place; Hopper/Blackwell FNA permute tokens.
     padded = None if fused and not fused.token_permute else permuted_tokens(workload, pattern, tiling)
-    return Prediction(profile, price(count(workload, pattern, tiling), profile, padded),
-                      price(count(workload, baseline, tiling), profile, padded))
+    counts = count(workload, pattern, tiling)
+    # A pattern the tile model cannot price (several kernels) is compared with a baseline priced
+    # at the same level (roofline + launches), never with the tile model's overheads.
+    same_level = tiled_kernel(counts, profile)
+    return Prediction(profile, price(counts, profile, padded),
+                      price(count(workload, baseline, tiling), profile, padded, tile_model=same_level))

@@ -74,7 +74,7 @@ ACCEPTS = {
 LEGACY_FLAGS = frozenset().union(*ACCEPTS.values())  # flags with hand-written click options
 # Patterns that declare their flags themselves (Pattern.flags / from_flags): see base.Pattern.
 PLUGINS = {name: cls for name, cls in REGISTRY.items() if name not in ACCEPTS}
-ACCEPTS.update({name: set(cls.flags) for name, cls in PLUGINS.items()})
+ACCEPTS.update({name: set(cls.flags) | {f.name for f in cls.cli_flags} for name, cls in PLUGINS.items()})
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
 

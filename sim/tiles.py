@@ -199,8 +199,8 @@ def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     full (or real-full, or real) only if so in all, and the range is a product of ranges."""
     width = per_dim_rows[0].shape[1]
     rows, mult = np.ones((1, width), dtype=np.int64), np.ones(1, dtype=np.int64)
-    for dim_rows in per_dim_rows:
-        uniq, cnt = np.unique(dim_rows, axis=0, return_counts=True)
+    for rows_of_dim in per_dim_rows:
+        uniq, cnt = np.unique(rows_of_dim, axis=0, return_counts=True)
         rows = (rows[:, None, :] * uniq[None, :, :]).reshape(-1, width)
         mult = np.outer(mult, cnt).ravel()
         rows, inverse = np.unique(rows, axis=0, return_inverse=True)
@@ -221,7 +221,7 @@ def _flat_rows(lay, tiling: Tiling) -> list[np.ndarray]:
     return [np.stack([kv_total, fb.nonempty, fb.full, kv_total, fb.full, kv_total, kv_total], axis=1)]
 
 
-def _dim_rows(lay, tiling: Tiling) -> list[np.ndarray]:
+def dim_rows(lay, tiling: Tiling) -> list[np.ndarray]:
     rules, q_ext, kv_ext = lay.rules, lay.q_extents, lay.kv_extents
     if len(tiling.q_tile) == 1 and len(rules) > 1:
         if not all(isinstance(r, DenseAxis) for r in rules):
@@ -244,7 +244,7 @@ def per_dim_fractions(wl: Workload, pattern: Pattern, tiling: Tiling) -> list[di
     if len(tiling.q_tile) != len(lay.rules):
         return None
     out = []
-    for rows in _dim_rows(lay, tiling):
+    for rows in dim_rows(lay, tiling):
         kv_total = rows[:, 0].sum()
         out.append({"nonempty": rows[:, 1].sum() / kv_total, "full": rows[:, 2].sum() / kv_total,
                     "range": rows[:, 3].sum() / kv_total, "q_tiles": len(rows),
@@ -283,7 +283,7 @@ def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) 
                                f"{'x'.join(map(str, tiling.q_tile))}")
         per_dim = [pattern.tile_rows(wl, tiling.q_tile[0], tiling.kv_tile[0])]
     else:
-        per_dim = _dim_rows(pattern.tile_layout(wl), tiling)
+        per_dim = dim_rows(pattern.tile_layout(wl), tiling)
     rows, mult = _box_histogram(per_dim)
     kv_total, nonempty, full, ranged, real_full, range_real, total_real = rows.T
     total, n_nonempty, n_full = (_weighted_sum(c, mult) for c in (kv_total, nonempty, full))

@@ -9,6 +9,8 @@ from attnsim import Workload, count, predict
 from attnsim.errors import PatternError
 from attnsim.patterns import MLA, Dense
 
+from .test_moba import Counter, assert_directional_derivative, bwd_only, rows_backward, rows_forward
+
 
 class Flops:
     """Counts 2*m*n*k per product, named like attnsim's ops."""
@@ -100,9 +102,72 @@ def test_decode_reads_only_the_latent_cache():
 @pytest.mark.parametrize("kwargs,wl_kwargs,match", [
     (dict(kv_lora_rank=0), {}, "--kv-lora-rank"),
     (dict(rope_dim=200), {}, "must exceed --rope-dim"),
-    (dict(), dict(phase="bwd"), "backward is not modelled"),
+    (dict(mode="absorbed"), dict(phase="bwd"), "--mla-mode absorbed is the inference formulation"),
     (dict(mode="sideways"), {}, "mode"),
 ])
 def test_bad_mla_parameters_name_the_field(kwargs, wl_kwargs, match):
     with pytest.raises(PatternError, match=match):
         count(Workload.sequence(64, head_dim=192, **wl_kwargs), MLA(**kwargs))
+
+
+# -- backward (up-project, the training formulation) -------------------------------------------
+def mla_forward(q, c_kv, k_rope, w_uk, w_uv, entries):
+    """Per head: K = [c_kv W_UK | k_rope], V = c_kv W_UV, softmax attention over each row's keys."""
+    return [rows_forward(q[h], np.hstack([c_kv @ w_uk[:, h], k_rope]), c_kv @ w_uv[:, h], entries)
+            for h in range(q.shape[0])]
+
+
+def naive_mla_backward(wl, p, rng):
+    """The chain rule by hand: FlashAttention-2 per head on the up-projected K, V; the shared RoPE
+    key's gradient sums over heads; then the up-projection's dgrad and wgrad."""
+    nope, r, rope, dv, h = wl.qk_head_dim - p.rope_dim, p.kv_lora_rank, p.rope_dim, wl.v_head_dim, wl.q_heads
+    f, entries = Counter(), [(np.flatnonzero(row), 0.0) for row in p.mask(wl)]
+    for _ in range(wl.batch):
+        q = rng.standard_normal((h, wl.q_len, nope + rope))
+        c_kv, k_rope = rng.standard_normal((wl.kv_len, r)), rng.standard_normal((wl.kv_len, rope))
+        w_uk, w_uv = rng.standard_normal((r, h, nope)), rng.standard_normal((r, h, dv))
+        do = rng.standard_normal((h, wl.q_len, dv))
+        grads = [np.zeros_like(x) for x in (q, c_kv, k_rope, w_uk, w_uv)]
+        for head, (o, lse) in enumerate(mla_forward(q, c_kv, k_rope, w_uk, w_uv, entries)):
+            k = np.hstack([c_kv @ w_uk[:, head], k_rope])
+            grads[0][head], dk, dv_head = rows_backward(f, q[head], k, c_kv @ w_uv[:, head], o, lse, do[head],
+                                                        entries)
+            grads[2] += dk[:, nope:]
+            grads[1] += f.mm("bwd_k_nope_up_dgrad", dk[:, :nope], w_uk[:, head].T)
+            grads[1] += f.mm("bwd_v_up_dgrad", dv_head, w_uv[:, head].T)
+            grads[3][:, head] = f.mm("bwd_w_uk_wgrad", c_kv.T, dk[:, :nope])
+            grads[4][:, head] = f.mm("bwd_w_uv_wgrad", c_kv.T, dv_head)
+
+        def loss(*x):
+            return sum(float((o * do[i]).sum()) for i, (o, _) in enumerate(mla_forward(*x, entries)))
+
+        assert_directional_derivative(loss, (q, c_kv, k_rope, w_uk, w_uv), grads, rng)
+    return f
+
+
+@settings(max_examples=200)
+@given(mla_case(), st.sampled_from(["bwd", "fwd+bwd"]), st.sampled_from(["auto", "up-project"]),
+       st.integers(0, 2**32 - 1))
+def test_mla_backward_equals_a_naive_chain_rule_run(case, phase, mode, seed):
+    wl, p = case
+    wl, p = wl.with_(phase=phase), MLA(p.kv_lora_rank, p.rope_dim, p.causal, mode)
+    c = count(wl, p)
+    f = naive_mla_backward(wl, p, np.random.default_rng(seed))
+    assert bwd_only(c.flops.by_op) == f.by_op
+    pairs = wl.heads_total * int(p.mask(wl).sum())
+    assert f.exp == pairs and c.flops.exp == pairs * (2 if phase == "fwd+bwd" else 1)
+
+
+def test_mla_backward_bytes_by_hand():
+    # DeepSeek-V3 shapes, 4K tokens, batch 1, bf16: the backward reads Q (4096 x 128 heads x 192),
+    # the saved K_nope, V, O and dO (4 x 4096 x 128 heads x 128), the shared RoPE key (4096 x 64) and
+    # latent (4096 x 512), W_UK (512 x 128 x 128), W_UV (same), the fp32 LSE (4096 x 128 x 4 B);
+    # it writes dQ, dK_rope, dc_kv, dW_UK, dW_UV.
+    wl = Workload.sequence(4096, heads=128, head_dim=192, v_head_dim=128, phase="bwd")
+    c = count(wl, MLA())
+    t, w = 4096 * 128, 512 * 128 * 128
+    reads = 2 * (t * 192 + 4 * t * 128 + 4096 * 64 + 4096 * 512 + 2 * w) + 4 * t
+    writes = 2 * (t * 192 + 4096 * 64 + 4096 * 512 + 2 * w)
+    assert c.bytes.compulsory == reads + writes
+    assert set(c.kernels) == {"bwd_delta", "bwd_attention", "bwd_dq_convert", "bwd_decompress_dgrad",
+                              "bwd_decompress_wgrad"}

@@ -24,20 +24,24 @@ def _symbolic_pattern(name: str, causal: bool, rank: int, mla_mode: str):
 # Patterns defining Pattern.closed_form / symbolic bring their own forms.
 HOOKED = tuple(n for n, cls in REGISTRY.items() if has_closed_form_hook(cls))
 WITH_FORMULA = ("dense", "causal", "sliding", "neighborhood", "mla", "linear", *HOOKED)
+CAUSAL_BY_DEFAULT = ("mla", "linear", "hyper")  # as their --causal flags default
 
 
 @click.command()
 @click.argument("pattern", type=click.Choice(WITH_FORMULA))
 @click.option("--phase", type=click.Choice(PHASES), default="fwd", show_default=True)
-@click.option("--causal", is_flag=True, help="The causal variant (sliding, neighborhood, mla).")
+@click.option("--causal/--no-causal", default=None,
+              help="The causal variant (sliding, neighborhood, moba); mla, linear and hyper are causal "
+                   "unless --no-causal.")
 @click.option("--rank", type=click.IntRange(1, 3), default=1, show_default=True,
               help="Token-grid dimensions (neighborhood).")
 @click.option("--mla-mode", type=click.Choice(["auto", "up-project", "absorbed"]), default="auto",
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the expressions as strings in JSON.")
-def formula(pattern: str, phase: str, causal: bool, rank: int, mla_mode: str, as_json: bool) -> None:
+def formula(pattern: str, phase: str, causal: bool | None, rank: int, mla_mode: str, as_json: bool) -> None:
     """Closed forms of pairs per head, matmul FLOPs, exponentials and compulsory bytes."""
-    causal = causal or pattern in ("mla", "linear")  # causal by default, as their flags are
+    if causal is None:
+        causal = pattern in CAUSAL_BY_DEFAULT
     f = build_formula(_symbolic_pattern(pattern, causal, rank, mla_mode), phase, rank)
     if as_json:
         click.echo(json.dumps({"pattern": f.pattern, "phase": f.phase,

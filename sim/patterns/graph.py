@@ -71,6 +71,20 @@ class Graph(Pattern):
     def touched_keys(self, wl: Workload) -> int:
         return len(np.unique(self.edges[:, 1]))
 
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "Graph":
+        if rank != 1:
+            raise PatternError("--rank: --pattern graph numbers nodes 0..N-1 (use --rank 1)")
+        return cls(np.zeros((1, 2), dtype=np.int64), "symbolic")  # the forms never read the edges
+
+    def closed_form(self, sp, s: dict, phase: str):
+        edges, targets = sp.symbols("E U", integer=True, positive=True)
+        meanings = {"E": "edges (query, key) = attended pairs per head", "U": "distinct key ids among the edges"}
+        return attention_forms(sp, s, phase, edges, targets), meanings, ()
+
+    def formula_values(self, wl: Workload) -> dict:
+        return {"E": len(self.edges), "U": len(np.unique(self.edges[:, 1]))}
+
     def mask(self, wl: Workload) -> np.ndarray:
         out = np.zeros((wl.q_len, wl.kv_len), dtype=bool)
         out[self.edges[:, 0], self.edges[:, 1]] = True
@@ -96,3 +110,21 @@ class Graph(Pattern):
         kv_total = np.full(q_blocks, kv_blocks, dtype=np.int64)
         return np.stack([kv_total, cols["nonempty"], cols["full"], ranged, cols["real_full"], ranged,
                          kv_total], axis=1)
+
+
+def attention_forms(sp, s: dict, phase: str, pairs, touched) -> dict:
+    """Closed forms of one fused attention kernel as ``attnsim.counting`` counts it over ``pairs``
+    (query, key) pairs per head and ``touched`` keys per KV head (each read once): a graph's E and U.
+    Every mask pattern is such a graph, so its forms are these with its own pairs and touched keys."""
+    from ..counting import LSE_BYTES  # counting imports the patterns package: import at call time
+
+    b, h, hkv, n, d, dv, e, eo = (s[k] for k in ("B", "H", "Hkv", "N", "D", "Dv", "e", "eo"))
+    q, kv, o, lse = e * b * h * n * d, e * b * hkv * touched * (d + dv), eo * b * h * n * dv, LSE_BYTES * b * h * n
+    # FlashAttention-2 backward: S, dQ, dK contract over D (3x), dV, dP over Dv (2x); it reads
+    # Q, K, V, O, dO, LSE and writes dQ, dK, dV. fwd+bwd adds the forward, which writes LSE.
+    contraction, exp_passes, compulsory = {
+        "fwd": (d + dv, 1, q + kv + o), "decode": (d + dv, 1, q + kv + o),
+        "bwd": (3 * d + 2 * dv, 1, 2 * (q + kv) + 2 * o + lse),
+        "fwd+bwd": (4 * d + 3 * dv, 2, 3 * (q + kv) + 3 * o + 2 * lse)}[phase]
+    return {"pairs_per_head": pairs, "touched_keys": touched, "matmul_flops": 2 * b * h * contraction * pairs,
+            "exp": exp_passes * b * h * pairs, "compulsory_bytes": compulsory}

@@ -7,6 +7,7 @@ from ..errors import PatternError
 from ..workload import Workload
 from .axes import BandAxis, BlockAxis, DenseAxis, NeighborhoodAxis
 from .base import AxisLayout, Pattern
+from .graph import attention_forms
 
 BOTTOM_RIGHT = ("with q_len != kv_len the mask is aligned bottom-right (FlashAttention-2 >= 2.1 "
                 "convention): query i sits at key position i + kv_len - q_len")
@@ -15,6 +16,42 @@ FLATTENED = "on a token grid the 1D mask applies to the row-major flattened sequ
 
 def _flat(wl: Workload, rule) -> AxisLayout:
     return AxisLayout((wl.q_len,), (wl.kv_len,), (rule,))
+
+
+def ramp_sum(sp, x, hi):
+    """``sum_{j <= x} clamp(j, 0, hi)`` (integer x, hi >= 0): ``sum_{i < n} clamp(a + i, 0, hi)`` is
+    ``ramp_sum(a + n - 1) - ramp_sum(a - 1)`` for every a, n (symbolic axes.clamped_arith_sum)."""
+    top = sp.Min(sp.Max(x, 0), hi)
+    return top * (top + 1) / 2 + hi * sp.Max(x - hi, 0)
+
+
+def grid_symbols(sp, rank: int, nonnegative: str = "", **meanings: str) -> tuple[dict, dict]:
+    """One integer symbol per grid dim and prefix (``L="tokens along grid dim {i}"`` gives L_0..
+    L_{rank-1}), and their meanings; prefixes in ``nonnegative`` may be 0."""
+    syms = {p: [sp.Symbol(f"{p}_{i}", integer=True, **{"nonnegative" if p in nonnegative else "positive": True})
+                for i in range(rank)] for p in meanings}
+    return syms, {f"{p}_{i}": m.format(i=i) for p, m in meanings.items() for i in range(rank)}
+
+
+def grid_values(wl: Workload, flag: str, **per_dim: tuple) -> dict:
+    """Values of L_i and the per-dim symbols; a form built for fewer dims than the grid (from a
+    single value that broadcasts) is refused rather than mis-evaluated."""
+    rank = _rank(*per_dim.values())
+    if rank != len(wl.q_grid):
+        raise PatternError(f"{flag}: the closed form was built for {rank} grid dims but the tokens grid "
+                           f"has {len(wl.q_grid)}: give one value per dim (e.g. {'x'.join(['8'] * len(wl.q_grid))})")
+    per_dim = {p: values * rank if len(values) == 1 else values for p, values in per_dim.items()}
+    return {f"L_{i}": n for i, n in enumerate(wl.q_grid)} | {
+        f"{p}_{i}": v for p, values in per_dim.items() for i, v in enumerate(values)}
+
+
+def _rank(*per_dim: tuple) -> int:  # a single value broadcasts: rank 1
+    return max(len(values) for values in per_dim)
+
+
+def _no_causal(name: str, causal: bool) -> None:
+    if causal:
+        raise PatternError(f"--causal: --pattern {name} has no causal variant (drop --causal)")
 
 
 def _alignment_notes(wl: Workload) -> list[str]:
@@ -204,6 +241,23 @@ class SlidingTile(Neighborhood):
         return ["sliding tile attention = GNA with stride = tile, window = window_tiles x tile "
                 "(tile-aligned windows: every STA tile is full or empty)"]
 
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "SlidingTile":
+        _no_causal(cls.name, causal)
+        return cls.of((1,) * rank, (1,))
+
+    def closed_form(self, sp, s: dict, phase: str):
+        # The STA reference mask (FastVideo flex_sta_ref.py) clamps the kernel centre tile into
+        # the grid, as NATTEN shifts windows: every query sees exactly prod(w_i t_i) keys.
+        g, meanings = grid_symbols(sp, len(self.tile), w="window of grid dim {i} in tiles (odd)",
+                                   t="STA tile along grid dim {i}")
+        pairs = s["N"] * sp.Mul(*(w * t for w, t in zip(g["w"], g["t"])))
+        return (attention_forms(sp, s, phase, pairs, s["M"]), meanings,
+                ("N = M = prod(L_i)", "L_i a multiple of t_i and w_i t_i <= L_i (as --pattern sliding-tile checks)"))
+
+    def formula_values(self, wl: Workload) -> dict:
+        return grid_values(wl, "--tile", w=tuple(w // t for w, t in zip(self.window, self.tile)), t=self.tile)
+
 
 def _self_attention(wl: Workload, name: str) -> None:
     if wl.q_len != wl.kv_len:
@@ -266,6 +320,22 @@ class Swin(Pattern):
     def params(self) -> dict:
         return {"window": tuple(self.window), "shift": tuple(self.shift)}
 
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "Swin":
+        _no_causal(cls.name, causal)
+        return cls(window=(1,) * rank, shift=(0,) * rank)
+
+    def closed_form(self, sp, s: dict, phase: str):
+        g, meanings = grid_symbols(sp, _rank(self.window, self.shift), "s", L="tokens along grid dim {i}",
+                                   k="window along grid dim {i}", s="shift along grid dim {i}")
+        # per dim: L/k windows of k^2 pairs, except that a shift splits one into segments s and k - s
+        pairs = sp.Mul(*(n * k - 2 * x * (k - x) for n, k, x in zip(g["L"], g["k"], g["s"])))
+        return (attention_forms(sp, s, phase, pairs, s["M"]), meanings,
+                ("N = M = prod(L_i)", "L_i a multiple of k_i and s_i < k_i (as --pattern swin checks)"))
+
+    def formula_values(self, wl: Workload) -> dict:
+        return grid_values(wl, "--window/--shift", k=tuple(self.window), s=tuple(self.shift))
+
 
 @dataclass(frozen=True)
 class Halo(Pattern):
@@ -292,3 +362,32 @@ class Halo(Pattern):
 
     def params(self) -> dict:
         return {"block": tuple(self.block), "halo": tuple(self.halo)}
+
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "Halo":
+        _no_causal(cls.name, causal)
+        return cls(block=(1,) * rank, halo=(0,) * rank)
+
+    def closed_form(self, sp, s: dict, phase: str):
+        g, meanings = grid_symbols(sp, _rank(self.block, self.halo), "h", L="tokens along grid dim {i}",
+                                   b="block along grid dim {i}", h="halo along grid dim {i}")
+        pairs = sp.Mul(*(_halo_dim_pairs(sp, n, b, h) for n, b, h in zip(g["L"], g["b"], g["h"])))
+        return (attention_forms(sp, s, phase, pairs, s["M"]), meanings,
+                ("N = M = prod(L_i)", "b_i <= L_i (as --pattern halo checks)"))
+
+    def formula_values(self, wl: Workload) -> dict:
+        return grid_values(wl, "--block-size/--halo", b=tuple(self.block), h=tuple(self.halo))
+
+
+def _halo_dim_pairs(sp, n, b, h):
+    """Pairs along one dim: ceil(L/b) blocks (the last of r rows) each see themselves plus
+    min(h, keys before) and min(h, keys after). Block j < last has j*b keys before, and block
+    last-1-j has r + j*b after: those sums are arithmetic until they pass h."""
+    blocks = sp.ceiling(n / b)
+    full, r = blocks - 1, n - (blocks - 1) * b
+    before = sp.Min(full, sp.floor(h / b) + 1)      # full blocks with j*b <= h
+    after = sp.Min(full, sp.floor((h - r) / b) + 1)  # full blocks with r + j*b <= h
+    own = full * b**2 + r**2
+    left = b * (b * before * (before - 1) / 2 + (full - before) * h) + r * sp.Min(h, full * b)
+    right = b * (after * r + b * after * (after - 1) / 2 + (full - after) * h)
+    return own + left + right

@@ -16,6 +16,8 @@ import numpy as np
 from ..errors import PatternError
 from ..workload import Workload
 from .base import Pattern
+from .graph import attention_forms
+from .library import ramp_sum
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,42 @@ class Power(Pattern):
     def touched_keys(self, wl: Workload) -> int:
         return wl.kv_len  # every block is some query block's own
 
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "Power":
+        if rank != 1:
+            raise PatternError("--rank: --pattern power is 1D (use --rank 1)")
+        return cls(block_size=1)  # causal by construction: --causal changes nothing
+
+    def closed_form(self, sp, s: dict, phase: str):
+        """Past blocks are whole (only the last block can be short), so pairs = b^2 x (past blocks
+        selected by the full query blocks) + r b x (those of the last, r-row block) + the causal
+        own blocks. Past blocks of query block q: window and sink distances merge into
+        min(q, W - 1 + S); the powers of two between them (in [W, q - S]) add
+        P(q - S) - P(W - 1), P(x) = floor(log2 x) + 1 counting the powers of two <= x."""
+        n = s["N"]
+        b, w = sp.symbols("b W", integer=True, positive=True)
+        sinks = sp.Symbol("S", integer=True, nonnegative=True)
+        blocks = sp.ceiling(n / b)
+        r = n - (blocks - 1) * b  # rows of the last query block
+
+        def past(q):  # past key blocks of query block q
+            return sp.Min(q, w - 1 + sinks) + sp.Max(0, _powers_upto(sp, q - sinks) - _powers_upto(sp, w - 1))
+
+        def past_sum(count):  # sum of past(q) for q < count, via ramp_sum and _powers_sum
+            top = sp.Max(count - 1 - sinks, w - 1)  # powers counted for q - S in [W, top]
+            powers = _powers_sum(sp, top) - _powers_sum(sp, w - 1) - (top - w + 1) * _powers_upto(sp, w - 1)
+            return ramp_sum(sp, count - 1, w - 1 + sinks) + powers
+
+        pairs = (b**2 * past_sum(blocks - 1) + r * b * past(blocks - 1)
+                 + (blocks - 1) * b * (b + 1) / 2 + r * (r + 1) / 2)
+        meanings = {"b": "block size (tokens)", "W": "window blocks (the own block included)", "S": "sink blocks"}
+        assumes = ("N = M (causal self-attention)",
+                   "floor(log2 x) evaluates exactly in float64 for x < 2^48 blocks (numpy.log2)")
+        return attention_forms(sp, s, phase, pairs, s["M"]), meanings, assumes
+
+    def formula_values(self, wl: Workload) -> dict:
+        return {"b": self.block_size, "W": self.window_blocks, "S": self.sink_blocks}
+
     def mask(self, wl: Workload) -> np.ndarray:
         bs = self.block_size
         q = np.arange(wl.q_len)
@@ -94,3 +132,22 @@ class Power(Pattern):
             rows[qb, 4] = len(sel) - 1 + (self._size(wl, qb) == 1)  # a 1-token own block keeps all
             rows[qb, 3] = rows[qb, 5] = sel[-1] - sel[0] + 1
         return rows
+
+
+def _log2_floor(sp, x):
+    """floor(log2(max(x, 1))): codegen's log2 lambdifies to numpy.log2, exact at powers of two
+    (sympy's log(x, 2) would divide two rounded logarithms)."""
+    from sympy.codegen.cfunctions import log2
+
+    return sp.floor(log2(sp.Max(x, 1)))
+
+
+def _powers_upto(sp, x):
+    """Powers of two in [1, x] (x <= 0: x itself, which callers clip at 0)."""
+    return sp.Min(x, 1) + _log2_floor(sp, x)
+
+
+def _powers_sum(sp, x):
+    """sum_{j=1..x} (floor(log2 j) + 1) = (L + 1)(x + 1) - 2^(L+1) + 1, L = floor(log2 x); 0 at x = 0."""
+    top = _log2_floor(sp, x)
+    return (top + 1) * (x + 1) - 2 ** (top + 1) + 1

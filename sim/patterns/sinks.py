@@ -14,6 +14,8 @@ from ..errors import PatternError
 from ..workload import Workload
 from .axes import BandAxis, clamped_arith_sum
 from .base import Pattern
+from .graph import attention_forms
+from .library import ramp_sum
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,30 @@ class Sinks(Pattern):
     def touched_keys(self, wl: Workload) -> int:
         first_window_start = max(wl.kv_len - wl.q_len - self.window + 1, 0)
         return wl.kv_len - first_window_start + min(self.sinks, first_window_start)
+
+    @classmethod
+    def symbolic(cls, causal: bool, rank: int) -> "Sinks":
+        if rank != 1:
+            raise PatternError("--rank: --pattern sinks is 1D (use --rank 1)")
+        return cls(window=1, sinks=0)  # causal by construction: --causal changes nothing
+
+    def closed_form(self, sp, s: dict, phase: str):
+        """Query i sits at p = i + M - N and keeps clamp(p + 1, 0, w) window keys and
+        clamp(p - w + 1, 0, S) sink keys: both sums over p are differences of ``ramp_sum``."""
+        n, m, w = s["N"], s["M"], s["w"]
+        sinks = sp.Symbol("S", integer=True, nonnegative=True)
+        window_pairs = ramp_sum(sp, m, w) - ramp_sum(sp, m - n, w)
+        sink_pairs = ramp_sum(sp, m - w, sinks) - ramp_sum(sp, m - n - w, sinks)
+        # the windows' union is [first window start, M); sinks add the keys before it
+        first_start = sp.Max(m - n - w + 1, 0)
+        touched = m - first_start + sp.Min(sinks, first_start)
+        exprs = attention_forms(sp, s, phase, window_pairs + sink_pairs, touched)
+        exprs.update({"pairs_per_head.window": window_pairs, "pairs_per_head.sinks": sink_pairs})
+        meanings = {"S": "sink keys (the first S keys, kept by every query past its window)"}
+        return exprs, meanings, ()
+
+    def formula_values(self, wl: Workload) -> dict:
+        return {"w": self.window, "S": self.sinks}
 
     def mask(self, wl: Workload) -> np.ndarray:
         ws, we, s = self._ranges(wl, np.arange(wl.q_len))
