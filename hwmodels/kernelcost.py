@@ -5,10 +5,15 @@ slots included), may materialise the score matrix, and parallelises over (batch,
 tile) items only. Each known kernel is described by the tiling it visits and whether it writes
 the scores; its time is
 
-    t = c_call + (c_mm·matmul + c_exp·exp + c_byte·bytes + c_tile·tiles + c_row·row_tiles) / par
+    t = c_call + share · (c_mm·matmul + c_exp·exp + c_mask·masked_slots + c_byte·bytes
+                          + c_tile·tiles + c_kvc·kv_stream_cache_bytes + c_kvd·kv_stream_dram_bytes)
 
-with every work term an exact count under the kernel's tiling, ``par`` the threads that have
-an item to work on, and the coefficients seconds per unit per thread. Uncalibrated
+with every work term an exact count under the kernel's tiling (``kv_stream_*_bytes``: the K/V
+bytes each visited tile streams through the core — from cache while the call's K/V fit in the
+last-level cache, from DRAM beyond — which dominates decode's matrix-vector products) and
+``share`` the busiest thread's share of the work under the kernel's static split of its
+(batch, head, query tile) items into contiguous per-thread chunks (at::parallel_for), so one
+causal head on two threads costs 3/4, not 1/2, of the total. Coefficients are seconds per unit. Uncalibrated
 coefficients come from the profile's measured peaks; ``attnsim calibrate`` fits them per
 (hardware, kernel) on measurements (:mod:`attnsim.validate.calibrate`).
 """
@@ -17,14 +22,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..counting import count
 from ..errors import AttnsimError
 from ..patterns import Dense, Pattern
-from ..tiles import Tiling, TilingRequest
+from ..tiles import Tiling, TilingRequest, dim_rows
 from ..workload import Workload
 from .profile import Profile
 
-FEATURES = ("call", "matmul_flops", "exp", "bytes", "tiles", "row_tiles")
+FEATURES = ("call", "matmul_flops", "narrow_matmul_flops", "exp", "masked_slots", "bytes", "tiles",
+            "kv_stream_cache_bytes", "kv_stream_dram_bytes")
+NARROW_Q_ROWS = 128  # fewer query rows per tile: the matmuls run at a lower rate (less operand reuse)
+LLC_SHARE = 0.5      # K/V "fit" in the last-level cache up to half of it (Q, O, buffers share it)
 FLEX_BLOCK = 128
 TORCH_CPU_KV_SPLIT = 512  # aten/src/ATen/native/cpu/FlashAttentionKernel.cpp: cpu_flash_attention<.., 512>
 
@@ -68,30 +78,84 @@ def kernel_model(name: str) -> KernelModel:
 
 
 def features(wl: Workload, pattern: Pattern, kernel: str, hw: Profile) -> dict[str, float]:
-    """Per-thread work of one call of ``kernel`` (exact counts under its tiling)."""
+    """Work of the busiest thread in one call of ``kernel`` (exact counts under its tiling)."""
     km = kernel_model(kernel)
     tiling = km.tiling(wl, pattern, hw)
     c = count(wl, pattern, tiling)
     t, heads = c.tiles, c.workload.heads_total
+    slots_per_tile = math.prod(tiling.q_tile) * math.prod(tiling.kv_tile)
     if km.materialises_scores:  # every (query, key) slot is computed, masked or not
-        matmul, exp, nbytes = count(wl, Dense()).flops.matmul, wl.q_len * wl.kv_len * heads, c.bytes.unfused
+        matmul, exp = count(wl, Dense()).flops.matmul, wl.q_len * wl.kv_len * heads
+        nbytes = c.bytes.unfused + gqa_expansion_bytes(c.workload)
     else:
         matmul, exp, nbytes = c.flops.executed, t.visited_pairs * heads, c.bytes.compulsory
-    q_tile_tokens = math.prod(tiling.q_tile)
-    q_tiles = -(-wl.q_len // q_tile_tokens)
-    items = heads * q_tiles  # parallel work items: (batch, head, query tile)
-    par = min(hw.get("compute_units"), items) if hw.kind == "cpu" else 1
-    tiles = t.visited * heads
-    return {"call": 1.0, "matmul_flops": matmul / par, "exp": exp / par, "bytes": nbytes / par,
-            "tiles": tiles / par, "row_tiles": tiles * q_tile_tokens / par}
+    w = c.workload
+    streamed = t.visited * heads * math.prod(tiling.kv_tile) * (w.qk_head_dim + w.v_head_dim) * w.element_bytes
+    in_cache = kv_fits_in_cache(w, hw)
+    narrow = math.prod(tiling.q_tile) < NARROW_Q_ROWS
+    totals = {"matmul_flops": 0 if narrow else matmul, "narrow_matmul_flops": matmul if narrow else 0,
+              "exp": exp, "masked_slots": t.masked * heads * slots_per_tile,
+              "bytes": nbytes, "tiles": t.visited * heads,
+              "kv_stream_cache_bytes": streamed if in_cache else 0, "kv_stream_dram_bytes": 0 if in_cache else streamed}
+    share = busiest_share(wl, pattern, tiling, heads, hw)
+    return {"call": 1.0, **{k: v * share for k, v in totals.items()}}
+
+
+def kv_fits_in_cache(wl: Workload, hw: Profile) -> bool:
+    """Whether the call's K and V fit in the last-level cache, so the K/V every tile streams is
+    re-read from cache; beyond it, each query head's tiles stream K/V from DRAM again (decode
+    with a long KV cache)."""
+    if "l3_bytes" not in hw.fields:
+        return True
+    kv = wl.batch * wl.kv_heads * wl.kv_len * (wl.qk_head_dim + wl.v_head_dim) * wl.element_bytes
+    return kv <= LLC_SHARE * hw.get("l3_bytes")
+
+
+def gqa_expansion_bytes(wl: Workload) -> int:
+    """Unfused GQA repeats K and V to every query head (written, then read)."""
+    if wl.q_heads == wl.kv_heads:
+        return 0
+    return 2 * wl.batch * wl.q_heads * wl.kv_len * (wl.qk_head_dim + wl.v_head_dim) * wl.element_bytes
+
+
+def q_tile_work(wl: Workload, pattern: Pattern, tiling: Tiling) -> np.ndarray:
+    """Visited KV tiles of each Q tile of one (batch, head) problem, in the kernel's order (1D
+    tiles); box tiles of a grid: their histogram expanded (order unknown)."""
+    if len(tiling.q_tile) == 1:
+        if pattern.edge_tiled:
+            rows = pattern.tile_rows(wl, tiling.q_tile[0], tiling.kv_tile[0])
+        else:
+            per_dim = dim_rows(pattern.tile_layout(wl), tiling)
+            rows = per_dim[0] if len(per_dim) == 1 else None
+        if rows is not None:
+            return rows[:, 1] if tiling.policy == "block-sparse" else rows[:, 0]
+    work = count(wl, pattern, tiling).tiles.work
+    return np.repeat(work.visited, work.count)
+
+
+def busiest_share(wl: Workload, pattern: Pattern, tiling: Tiling, problems: int, hw: Profile) -> float:
+    """The busiest thread's share of the work when (problem, Q tile) items are split into one
+    contiguous chunk per thread (OpenMP static schedule, as at::parallel_for); 1 on GPUs."""
+    if hw.kind != "cpu":
+        return 1.0
+    threads = int(hw.get("compute_units"))
+    work = np.tile(q_tile_work(wl, pattern, tiling).astype(float), problems)
+    total = work.sum()
+    if total == 0:
+        return 1.0 / threads
+    chunk = -(-len(work) // threads)
+    return max(work[i:i + chunk].sum() for i in range(0, len(work), chunk)) / total
 
 
 def default_coefficients(hw: Profile, dtype: str) -> dict[str, float]:
-    """Uncalibrated seconds per unit per thread, from the profile's measured peaks."""
+    """Uncalibrated seconds per unit of the busiest thread's work, from the profile's measured
+    peaks (CPU profiles measure matmul and bandwidth on every core, exp on one thread)."""
     units = hw.get("compute_units") if hw.kind == "cpu" else 1
-    return {"call": hw.get("launch_overhead_s"), "matmul_flops": units / hw.matmul_peak(dtype),
-            "exp": units / hw.get("exp_per_s"), "bytes": units / hw.get("memory_bw_bytes_per_s"),
-            "tiles": 0.0, "row_tiles": 0.0}
+    peak = units / hw.matmul_peak(dtype)
+    return {"call": hw.get("launch_overhead_s"), "matmul_flops": peak, "narrow_matmul_flops": peak,
+            "exp": 1 / hw.get("exp_per_s"), "masked_slots": 0.0,
+            "bytes": units / hw.get("memory_bw_bytes_per_s"), "tiles": 0.0, "kv_stream_cache_bytes": 0.0,
+            "kv_stream_dram_bytes": 0.0}
 
 
 def kernel_time_s(feats: dict[str, float], coefficients: dict[str, float]) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 
 from attnsim.errors import AttnsimError
@@ -12,6 +13,7 @@ from .store import Measurement, Store
 from .suites import Config, suite as load_suite
 
 DEFAULT_HW = {"cpu": "EPYC-2vCPU"}
+EAGER_FLEX_WARNING = "flex_attention called without torch.compile"
 REFERENCE_PASSES = 3  # scores, softmax and a temporary: fp32 (q_len x kv_len) tensors the reference holds
 
 
@@ -89,9 +91,11 @@ def run_config(store: Store, run_id: int, cfg: Config, device: str, hw: str, run
     expected = reference(wl, pattern, x)
     for r in usable:
         try:
-            run, build_s, err = build_checked(r, wl, pattern, x, expected)
-            stats = measure(run, device, budget_s)
-        except (ValueError, RuntimeError) as exc:  # wrong output, or the kernel refused at run time
+            with warnings.catch_warnings():  # never time flex_attention's eager (unfused) fallback
+                warnings.filterwarnings("error", message=EAGER_FLEX_WARNING)
+                run, build_s, err = build_checked(r, wl, pattern, x, expected)
+                stats = measure(run, device, budget_s)
+        except (ValueError, RuntimeError, UserWarning) as exc:  # wrong output, refused, or not compiled
             out.failed.append({"config": cfg.name, "kernel": r.name, "reason": str(exc).splitlines()[0]})
             continue
         m = Measurement(config=cfg.name, family=cfg.family, kernel=r.name, pattern=pattern.describe(),

@@ -144,6 +144,14 @@ class Unfused(Runner):
 FLEX_BLOCK = 128
 
 
+def fresh_compile_cache() -> None:
+    """Forget earlier compiled graphs: after ``recompile_limit`` shapes torch.compile silently
+    falls back to eager flex_attention (which materialises the scores), so a suite of many
+    shapes would time the wrong kernel. Each config compiles afresh (compile time is reported
+    apart from the timing)."""
+    torch._dynamo.reset()
+
+
 class Flex(Runner):
     """FlexAttention (compiled) with a BlockMask from the pattern's exact mask."""
 
@@ -167,6 +175,7 @@ class Flex(Runner):
             return mask[q_idx, kv_idx]
 
         block_mask = create_block_mask(mask_mod, None, None, wl.q_len, wl.kv_len, device=x.q.device.type)
+        fresh_compile_cache()
         compiled = torch.compile(flex_attention, dynamic=False)
         gqa = wl.q_heads != wl.kv_heads
         return lambda: compiled(x.q, x.k, x.v, block_mask=block_mask, enable_gqa=gqa)
@@ -188,6 +197,9 @@ class Natten(Runner):
             return False, "natten: not installed (pip install --no-build-isolation natten==0.21.7)"
         if wl.grid is None:
             return False, "natten: needs a token grid (--tokens)"
+        if device == "cpu" and self.compile:  # natten/utils/environment.py: compile needs CUDA cc >= 7.0
+            return False, ("natten: compiles its flex backend only on CUDA devices; on CPU it runs eager flex, "
+                           "which materialises the scores (use the flex runner: same mask, compiled)")
         if wl.q_heads != wl.kv_heads:
             return False, "natten: GQA is not supported by na*d"
         rank = len(wl.grid)
@@ -211,6 +223,7 @@ class Natten(Runner):
         if x.q.device.type == "cpu":
             kw["backend"] = "flex-fna"
             kw["torch_compile"] = self.compile
+            fresh_compile_cache()
 
         def run():
             out = na(q, k, v, **kw)

@@ -20,7 +20,7 @@ def validate() -> None:
 
 def _need_torch() -> None:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (is it installed?)
     except ImportError:
         raise AttnsimError("validation runs kernels with torch: pip install torch==2.13.0 "
                            "(or 'attnsim[validate]')") from None

@@ -155,3 +155,40 @@ def test_predict_with_a_kernel_uses_the_overlay_and_says_so(tmp_path, monkeypatc
     assert "need a calibration overlay" in capsys.readouterr().err
     assert main(["predict", "--hw", "EPYC-2vCPU", "--seq", "1024", "--kernel", "cudnn"]) == 2
     assert "--kernel 'cudnn'" in capsys.readouterr().err
+
+
+def test_busiest_share_is_the_static_split_of_q_tiles():
+    """Brute force: OpenMP's static schedule hands thread t the items [t*c, (t+1)*c), c = ceil(n/T)."""
+    from attnsim import Workload
+    from attnsim.hwmodels.kernelcost import busiest_share, q_tile_work
+    from attnsim.patterns import Causal, Dense
+    from attnsim.tiles import Tiling
+
+    tiling = Tiling((256,), (512,))
+    for heads, pattern in ((1, Causal()), (4, Causal()), (3, Dense()), (1, Dense())):
+        wl = Workload.sequence(4096, heads=heads, dtype="fp32")
+        per_tile = [min(4096, 256 * (i + 1)) // 512 + (256 * (i + 1) % 512 > 0) for i in range(16)]
+        if isinstance(pattern, Dense):
+            per_tile = [8] * 16
+        assert list(q_tile_work(wl, pattern, tiling)) == per_tile
+        items = per_tile * heads
+        chunk = -(-len(items) // 2)
+        expect = max(sum(items[:chunk]), sum(items[chunk:])) / sum(items)
+        assert busiest_share(wl, pattern, tiling, heads, HW) == pytest.approx(expect)
+    # one causal head on two threads: Q tile i visits ceil(256 (i + 1) / 512) KV tiles, 1,1,2,2,...,8,8
+    # (72 in all); the second thread's tiles 8..15 visit 5+5+6+6+7+7+8+8 = 52 of them
+    assert busiest_share(Workload.sequence(4096, dtype="fp32"), Causal(), tiling, 1, HW) == pytest.approx(52 / 72)
+
+
+def test_kv_streaming_switches_to_dram_beyond_half_the_llc():
+    from attnsim import Workload
+    from attnsim.hwmodels.kernelcost import LLC_SHARE, kv_fits_in_cache
+    from attnsim.patterns import Dense
+
+    llc = HW.get("l3_bytes")
+    fits = int(LLC_SHARE * llc) // (128 * 4)  # keys whose K and V (64 + 64 fp32) fill the budget exactly
+    near = Workload.sequence(fits, heads=8, kv_heads=1, head_dim=64, dtype="fp32", phase="decode")
+    assert kv_fits_in_cache(near, HW) and not kv_fits_in_cache(near.with_(kv_len=fits + 1), HW)
+    f_in, f_out = (features(w, Dense(), "sdpa-flash", HW) for w in (near, near.with_(kv_len=fits + 1)))
+    assert f_in["kv_stream_dram_bytes"] == 0 < f_in["kv_stream_cache_bytes"]
+    assert f_out["kv_stream_cache_bytes"] == 0 < f_out["kv_stream_dram_bytes"]
