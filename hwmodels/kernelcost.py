@@ -6,11 +6,12 @@ tile) items only. Each known kernel is described by the tiling it visits and whe
 the scores; its time is
 
     t = c_call + share · (c_mm·matmul + c_exp·exp + c_mask·masked_slots + c_byte·bytes
-                          + c_tile·tiles + c_kvc·kv_stream_cache_bytes + c_kvd·kv_stream_dram_bytes)
+                          + c_tile·tiles + c_sc·stream_cache_bytes + c_sd·stream_dram_bytes)
 
-with every work term an exact count under the kernel's tiling (``kv_stream_*_bytes``: the K/V
-bytes each visited tile streams through the core — from cache while the call's K/V fit in the
-last-level cache, from DRAM beyond — which dominates decode's matrix-vector products) and
+with every work term an exact count under the kernel's tiling (``stream_*_bytes``: data re-read
+while the kernel runs — the K/V each visited tile of a fused kernel streams, dominant in
+decode's matrix-vector products, or an unfused kernel's passes over its score matrix — from
+cache while that working set fits in the last-level cache, from DRAM beyond) and
 ``share`` the busiest thread's share of the work under the kernel's static split of its
 (batch, head, query tile) items into contiguous per-thread chunks (at::parallel_for), so one
 causal head on two threads costs 3/4, not 1/2, of the total. Coefficients are seconds per unit. Uncalibrated
@@ -32,7 +33,7 @@ from ..workload import Workload
 from .profile import Profile
 
 FEATURES = ("call", "matmul_flops", "narrow_matmul_flops", "exp", "masked_slots", "bytes", "tiles",
-            "kv_stream_cache_bytes", "kv_stream_dram_bytes")
+            "stream_cache_bytes", "stream_dram_bytes")
 NARROW_Q_ROWS = 128  # fewer query rows per tile: the matmuls run at a lower rate (less operand reuse)
 LLC_SHARE = 0.5      # K/V "fit" in the last-level cache up to half of it (Q, O, buffers share it)
 FLEX_BLOCK = 128
@@ -68,6 +69,7 @@ KERNELS = {k.name: k for k in (
     KernelModel("unfused", True, "dense"),
     KernelModel("flex", False, "block-sparse"),
     KernelModel("natten", False, "block-sparse"),
+    KernelModel("flex-topk", False, "block-sparse"),  # routing + BlockMask + flex (attnsim.validate)
 )}
 
 
@@ -84,31 +86,32 @@ def features(wl: Workload, pattern: Pattern, kernel: str, hw: Profile) -> dict[s
     c = count(wl, pattern, tiling)
     t, heads = c.tiles, c.workload.heads_total
     slots_per_tile = math.prod(tiling.q_tile) * math.prod(tiling.kv_tile)
+    w = c.workload
     if km.materialises_scores:  # every (query, key) slot is computed, masked or not
         matmul, exp = count(wl, Dense()).flops.matmul, wl.q_len * wl.kv_len * heads
-        nbytes = c.bytes.unfused + gqa_expansion_bytes(c.workload)
+        streamed = c.bytes.unfused - c.bytes.compulsory + gqa_expansion_bytes(w)
+        in_cache = fits_in_cache(heads * wl.q_len * wl.kv_len * w.element_bytes, hw)  # the score matrix
     else:
-        matmul, exp, nbytes = c.flops.executed, t.visited_pairs * heads, c.bytes.compulsory
-    w = c.workload
-    streamed = t.visited * heads * math.prod(tiling.kv_tile) * (w.qk_head_dim + w.v_head_dim) * w.element_bytes
-    in_cache = kv_fits_in_cache(w, hw)
+        matmul, exp = c.flops.executed, t.visited_pairs * heads
+        streamed = t.visited * heads * math.prod(tiling.kv_tile) * (w.qk_head_dim + w.v_head_dim) * w.element_bytes
+        in_cache = fits_in_cache(w.batch * w.kv_heads * w.kv_len * (w.qk_head_dim + w.v_head_dim) * w.element_bytes, hw)
+    nbytes = c.bytes.compulsory
     narrow = math.prod(tiling.q_tile) < NARROW_Q_ROWS
     totals = {"matmul_flops": 0 if narrow else matmul, "narrow_matmul_flops": matmul if narrow else 0,
               "exp": exp, "masked_slots": t.masked * heads * slots_per_tile,
               "bytes": nbytes, "tiles": t.visited * heads,
-              "kv_stream_cache_bytes": streamed if in_cache else 0, "kv_stream_dram_bytes": 0 if in_cache else streamed}
+              "stream_cache_bytes": streamed if in_cache else 0, "stream_dram_bytes": 0 if in_cache else streamed}
     share = busiest_share(wl, pattern, tiling, heads, hw)
     return {"call": 1.0, **{k: v * share for k, v in totals.items()}}
 
 
-def kv_fits_in_cache(wl: Workload, hw: Profile) -> bool:
-    """Whether the call's K and V fit in the last-level cache, so the K/V every tile streams is
-    re-read from cache; beyond it, each query head's tiles stream K/V from DRAM again (decode
-    with a long KV cache)."""
+def fits_in_cache(working_set_bytes: int, hw: Profile) -> bool:
+    """Whether data re-read during the call (a fused kernel's K/V, an unfused one's scores) stays
+    in the last-level cache; beyond it every re-read comes from DRAM again (decode with a long
+    KV cache, unfused attention on long sequences)."""
     if "l3_bytes" not in hw.fields:
         return True
-    kv = wl.batch * wl.kv_heads * wl.kv_len * (wl.qk_head_dim + wl.v_head_dim) * wl.element_bytes
-    return kv <= LLC_SHARE * hw.get("l3_bytes")
+    return working_set_bytes <= LLC_SHARE * hw.get("l3_bytes")
 
 
 def gqa_expansion_bytes(wl: Workload) -> int:
@@ -154,20 +157,23 @@ def default_coefficients(hw: Profile, dtype: str) -> dict[str, float]:
     peak = units / hw.matmul_peak(dtype)
     return {"call": hw.get("launch_overhead_s"), "matmul_flops": peak, "narrow_matmul_flops": peak,
             "exp": 1 / hw.get("exp_per_s"), "masked_slots": 0.0,
-            "bytes": units / hw.get("memory_bw_bytes_per_s"), "tiles": 0.0, "kv_stream_cache_bytes": 0.0,
-            "kv_stream_dram_bytes": 0.0}
+            "bytes": units / hw.get("memory_bw_bytes_per_s"), "tiles": 0.0, "stream_cache_bytes": 0.0,
+            "stream_dram_bytes": units / hw.get("memory_bw_bytes_per_s")}
 
 
 def kernel_time_s(feats: dict[str, float], coefficients: dict[str, float]) -> float:
     return sum(coefficients[k] * feats[k] for k in FEATURES)
 
 
-DEFAULT_KERNEL = {"dense": "sdpa-flash", "causal": "sdpa-flash", "neighborhood": "natten"}
+DEFAULT_KERNEL = {"dense": "sdpa-flash", "causal": "sdpa-flash", "neighborhood": "natten", "block-topk": "flex-topk"}
 
 
-def default_kernel(pattern: Pattern) -> str:
+def default_kernel(pattern: Pattern, hw: Profile | None = None) -> str:
     """The kernel a user would run the pattern with: SDPA for dense/causal, NATTEN for
-    neighborhood, FlexAttention for other masks."""
+    neighborhood (FlexAttention on CPUs, where NATTEN only runs it eagerly), FlexAttention for
+    other masks."""
+    if pattern.name == "neighborhood" and hw is not None and hw.kind == "cpu":
+        return "flex"
     return DEFAULT_KERNEL.get(pattern.name, "flex")
 
 

@@ -68,7 +68,7 @@ def _kernel_for(wl: Workload, pattern: Pattern, hw: Profile, kernel: str | None,
     """The kernel model to price with: the one asked for, or the pattern's default kernel when a
     calibration overlay has it; None: the analytical models (tile model / roofline)."""
     if kernel is None:
-        k = default_kernel(pattern)
+        k = default_kernel(pattern, hw)
         return k if overlay is not None and k in overlay.kernels else None
     kernel_model(kernel)
     if hw.kind != "cpu" and (overlay is None or kernel not in overlay.kernels):
@@ -169,7 +169,7 @@ def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
     chosen = _kernel_for(workload, pattern, profile, kernel, overlay)
     if chosen is not None:
         return Prediction(profile, price_kernel(workload, pattern, profile, chosen, overlay),
-                          price_kernel(workload, baseline, profile, default_kernel(baseline), overlay))
+                          price_kernel(workload, baseline, profile, default_kernel(baseline, profile), overlay))
     if not pattern.tileable:  # data-dependent masks: no tile counts for it or its baseline
         return Prediction(profile, price(count(workload, pattern), profile),
                           price(count(workload, baseline), profile))

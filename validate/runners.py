@@ -44,9 +44,10 @@ def make_inputs(wl: Workload, device: str, seed: int = 0) -> Inputs:
                   t(wl.kv_heads, wl.kv_len, wl.v_head_dim))
 
 
-def reference(wl: Workload, pattern: Pattern, x: Inputs) -> torch.Tensor:
-    """Masked softmax attention in fp32 with the mask materialised: the ground truth."""
-    mask = torch.from_numpy(dense_mask(wl, pattern)).to(x.q.device)
+def reference(wl: Workload, pattern: Pattern, x: Inputs, mask: np.ndarray | None = None) -> torch.Tensor:
+    """Masked softmax attention in fp32 with the mask materialised: the ground truth (``mask``:
+    a data-dependent pattern's selection on these inputs)."""
+    mask = torch.from_numpy(dense_mask(wl, pattern) if mask is None else mask).to(x.q.device)
     groups = wl.q_heads // wl.kv_heads
     q, k, v = (t.float() for t in (x.q, x.k, x.v))
     k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
@@ -74,6 +75,11 @@ class Runner:
 
     def build(self, wl: Workload, pattern: Pattern, x: Inputs) -> Callable[[], torch.Tensor]:
         raise NotImplementedError
+
+    def selection(self, wl: Workload, pattern: Pattern, x: Inputs) -> np.ndarray | None:
+        """Data-dependent patterns: the mask this kernel selects on ``x`` (checked against the
+        reference under that mask, and its pair count against attnsim's); None: the pattern's."""
+        return None
 
 
 def _is_causal_prefix(wl: Workload, pattern: Pattern) -> bool | None:
@@ -232,7 +238,9 @@ class Natten(Runner):
 
 
 def all_runners() -> list[Runner]:
-    return [SDPA("flash"), SDPA("math"), SDPA("efficient"), Flex(), Natten(), Unfused()]
+    from .topk_runner import FlexTopK
+
+    return [SDPA("flash"), SDPA("math"), SDPA("efficient"), Flex(), Natten(), Unfused(), FlexTopK()]
 
 
 def build_checked(runner: Runner, wl: Workload, pattern: Pattern, x: Inputs,

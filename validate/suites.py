@@ -53,7 +53,8 @@ def smoke() -> list[Config]:
 
 
 def cpu() -> list[Config]:
-    """>= 20 shapes for each of six families on the CPU (fp32)."""
+    """>= 20 shapes for each of six families on the CPU (fp32): dense, causal, sliding window,
+    2D neighborhood, block-sparse top-k and GQA decode (+ dense baselines of the sparse shapes)."""
     out: list[Config] = []
     for seq, heads, d in itertools.product((256, 512, 1024, 2048, 4096), (1, 4), (64, 128)):
         out.append(_cfg("dense", {"pattern": "dense"}, ("sdpa-flash", "sdpa-math"), seq=seq, heads=heads, head_dim=d))
@@ -65,6 +66,9 @@ def cpu() -> list[Config]:
     for side, k in itertools.product((32, 48, 64, 96), (7, 13, 17, 25, 31)):
         out.append(_cfg("neighborhood-2d", {"pattern": "neighborhood", "window": f"{k}x{k}"}, ("natten", "flex"),
                         tokens=f"{side}x{side}", heads=2))
+    for seq, k, causal in itertools.product((1024, 2048, 4096, 8192), (2, 4, 8), ("all", "0")):
+        out.append(_cfg("block-topk", {"pattern": "block-topk", "block_size": "128", "top_k": k, "causal": causal},
+                        ("flex-topk",), seq=seq, heads=2))
     for kv, heads, kvh in itertools.product((1024, 4096, 16384, 65536, 131072), (8, 32), (1, 8)):
         out.append(_cfg("gqa-decode", {"pattern": "dense"}, ("sdpa-flash", "sdpa-math"),
                         seq=kv, heads=heads, kv_heads=kvh, phase="decode"))

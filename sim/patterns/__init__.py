@@ -1,6 +1,7 @@
 """Attention patterns: named predicates with exact counting methods."""
 from .agent import Agent
 from .base import AxisLayout, Flag, Pattern
+from .blocktopk import BlockTopK
 from .library import Causal, Dense, Halo, Neighborhood, Sliding, SlidingTile, Swin
 from .graph import Graph
 from .hyper import Hyper
@@ -28,8 +29,8 @@ REGISTRY: dict[str, type[Pattern]] = {
     cls.name: cls for cls in (
         Dense, Causal, Sliding, Neighborhood, SlidingTile, MLA, MoBA, Linear, Graph, Agent, Swin, Halo, Sinks,
         Power, Hyper, LowRank, Descriptor, LocalLinear, LongVQ, Routing, Superlinear, Combiner, MoA,
-        SQA, MoH, CCA, HiP, Sparsifiner, DMA, TCA, LayerMix,
+        SQA, MoH, CCA, HiP, Sparsifiner, DMA, TCA, LayerMix, BlockTopK,
     )
 }
 
-__all__ = ["AxisLayout", "Flag", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "Power", "Hyper", "LowRank", "Descriptor", "LocalLinear", "LongVQ", "Routing", "Superlinear", "Combiner", "MoA", "SQA", "MoH", "CCA", "HiP", "Sparsifiner", "DMA", "TCA", "LayerMix", "REGISTRY"]
+__all__ = ["AxisLayout", "Flag", "Pattern", "Dense", "Causal", "Sliding", "Neighborhood", "MLA", "MoBA", "Linear", "Graph", "SlidingTile", "Agent", "Swin", "Halo", "Sinks", "Power", "Hyper", "LowRank", "Descriptor", "LocalLinear", "LongVQ", "Routing", "Superlinear", "Combiner", "MoA", "SQA", "MoH", "CCA", "HiP", "Sparsifiner", "DMA", "TCA", "LayerMix", "BlockTopK", "REGISTRY"]

@@ -182,13 +182,14 @@ def test_busiest_share_is_the_static_split_of_q_tiles():
 
 def test_kv_streaming_switches_to_dram_beyond_half_the_llc():
     from attnsim import Workload
-    from attnsim.hwmodels.kernelcost import LLC_SHARE, kv_fits_in_cache
+    from attnsim.hwmodels.kernelcost import LLC_SHARE, fits_in_cache
     from attnsim.patterns import Dense
 
     llc = HW.get("l3_bytes")
     fits = int(LLC_SHARE * llc) // (128 * 4)  # keys whose K and V (64 + 64 fp32) fill the budget exactly
     near = Workload.sequence(fits, heads=8, kv_heads=1, head_dim=64, dtype="fp32", phase="decode")
-    assert kv_fits_in_cache(near, HW) and not kv_fits_in_cache(near.with_(kv_len=fits + 1), HW)
+    kv_bytes = near.kv_len * 128 * 4
+    assert fits_in_cache(kv_bytes, HW) and not fits_in_cache(kv_bytes + 512, HW)
     f_in, f_out = (features(w, Dense(), "sdpa-flash", HW) for w in (near, near.with_(kv_len=fits + 1)))
-    assert f_in["kv_stream_dram_bytes"] == 0 < f_in["kv_stream_cache_bytes"]
-    assert f_out["kv_stream_cache_bytes"] == 0 < f_out["kv_stream_dram_bytes"]
+    assert f_in["stream_dram_bytes"] == 0 < f_in["stream_cache_bytes"]
+    assert f_out["stream_cache_bytes"] == 0 < f_out["stream_dram_bytes"]
