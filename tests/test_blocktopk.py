@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 
 from attnsim import Workload, count, predict
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
 from attnsim.patterns import BlockTopK
 from attnsim.tiles import Tiling
+
+from .forms import assert_closed_form_equals_count
 
 
 @st.composite
@@ -42,11 +43,7 @@ def test_counts_equal_any_random_selection(case, seed):
 def test_closed_form_equals_exact_count(b, blocks, causal, kv_heads, k):
     wl = Workload.sequence(b * blocks, heads=2 * kv_heads, kv_heads=kv_heads, head_dim=16, v_head_dim=8)
     p = BlockTopK(b, min(k, blocks), causal)
-    got, exact = evaluate(formula(p, "fwd"), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul)
-    assert got["exp"] == pytest.approx(exact.flops.exp)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory)
+    assert_closed_form_equals_count(wl, p, "fwd")
 
 
 def test_by_hand_and_in_predict():

@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from attnsim import Workload, count, predict
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
+from attnsim.formulas import formula
 from attnsim.patterns import CCA
 from attnsim.patterns.opgraph import ops_of
 from attnsim.spec import build_pattern
+
+from .forms import assert_closed_form_equals_count
 
 
 class NaiveCCA:
@@ -166,11 +168,7 @@ def test_cca_decode_with_the_counted_state_equals_the_forward(case, seed):
 @given(cca_case())
 def test_cca_closed_forms_equal_exact_counts(case):
     wl, p = case
-    got, exact = evaluate(formula(p, wl.phase), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-    assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    assert_closed_form_equals_count(wl, p, wl.phase)
 
 
 def test_cca_4x_against_mha_at_16k():

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from attnsim import Workload, count
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
 from attnsim.patterns import Combiner
 from attnsim.spec import build_pattern
+
+from .forms import assert_closed_form_equals_count
 
 
 def naive(mode: str, causal: bool, n: int, b: int, d: int, dv: int, rng) -> dict:
@@ -76,11 +77,7 @@ def test_counts_equal_the_reference_algorithm(case, seed):
 @given(combiner_case())
 def test_closed_forms_equal_exact_counts(case):
     wl, p = case
-    got, exact = evaluate(formula(p, "fwd"), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-    assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    assert_closed_form_equals_count(wl, p, "fwd")
 
 
 @pytest.mark.parametrize("n", [64, 1024, 4096, 16384])

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from attnsim import Workload, count
 from attnsim.cli import main
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
 from attnsim.patterns import Dense, Descriptor
 from attnsim.patterns.opgraph import ops_of
 from attnsim.spec import build_pattern
+
+from .forms import assert_closed_form_equals_count
 
 
 def softmax(x):
@@ -135,11 +136,7 @@ def test_bilinear_resampling_is_exact_on_linear_images_and_commutes_with_project
 @given(descriptor_case())
 def test_descriptor_closed_form_equals_the_exact_count(case):
     wl, p, _ = case
-    got, exact = evaluate(formula(p, wl.phase), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-    assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    assert_closed_form_equals_count(wl, p, wl.phase)
 
 
 def test_vggt_1000_frames_against_dense_global_attention():

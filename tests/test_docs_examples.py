@@ -2,7 +2,6 @@
 import runpy
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnsim import Workload, count, predict
+from attnsim import Workload, count
 from attnsim.cli import main
 from attnsim.errors import PatternError
 from attnsim.patterns import Graph

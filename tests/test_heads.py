@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from attnsim import Workload, count, predict
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
+from attnsim.formulas import formula
 from attnsim.patterns import MoH, SQA
 from attnsim.patterns.opgraph import ops_of
 from attnsim.spec import build_pattern
+
+from .forms import assert_closed_form_equals_count
 
 
 def _mask(wl: Workload, causal: bool) -> np.ndarray:
@@ -83,11 +85,7 @@ def test_sqa_counts_equal_the_naive_algorithm(case, seed):
 @given(sqa_case())
 def test_sqa_closed_forms_equal_exact_counts(case):
     wl, p = case
-    got, exact = evaluate(formula(p, wl.phase), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-    assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    assert_closed_form_equals_count(wl, p, wl.phase)
 
 
 def test_xsqa_prices_the_paper_configuration_against_its_gqa_baseline():
@@ -197,11 +195,7 @@ def test_moh_counts_equal_random_routing(case, seed):
 @given(moh_case())
 def test_moh_closed_forms_equal_exact_counts(case):
     wl, p = case
-    got, exact = evaluate(formula(p, wl.phase), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-    assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    assert_closed_form_equals_count(wl, p, wl.phase)
 
 
 def test_moh_op_graph_is_router_top_k_attention():

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from attnsim import Workload, count, predict
 from attnsim.cli import main
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
 from attnsim.patterns import Causal, LayerMix
 from attnsim.patterns.opgraph import ops_of
+
+from .forms import assert_closed_form_equals_count
 
 
 def stack_reference(wl, p, rng):
@@ -104,11 +105,7 @@ def test_closed_form_equals_the_count():
         nkv = nq + int(rng.integers(0, 300))
         wl = Workload.sequence(nq, kv_len=nkv, batch=int(rng.integers(1, 3)), heads=4, kv_heads=2, dtype="fp8")
         p = LayerMix(layers, full, int(rng.integers(1, nkv + 1)), sel, causal=bool(rng.integers(2)))
-        got, exact = evaluate(formula(p, "fwd"), wl, p), count(wl, p)
-        assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-        assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-        assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-        assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+        assert_closed_form_equals_count(wl, p, "fwd")
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from attnsim import Workload, count
 from attnsim.cli import main
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
 from attnsim.patterns import LowRank
 from attnsim.spec import build_pattern
+
+from .forms import assert_closed_form_equals_count
 
 
 def softmax(x):
@@ -117,11 +118,7 @@ def test_the_naive_backward_is_the_gradient_of_linformer():
 @given(lowrank_case())
 def test_lowrank_closed_form_equals_the_exact_count(case):
     wl, p = case
-    got, exact = evaluate(formula(p, wl.phase), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == exact.pairs_per_head
-    assert got["matmul_flops"] == exact.flops.matmul
-    assert got["exp"] == exact.flops.exp
-    assert got["compulsory_bytes"] == exact.bytes.compulsory
+    assert_closed_form_equals_count(wl, p, wl.phase)
 
 
 def test_lowrank_forward_bytes_by_hand():

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from attnsim import Workload, count
 from attnsim.cli import main
 from attnsim.errors import PatternError
-from attnsim.formulas import evaluate, formula
+from attnsim.formulas import formula
 from attnsim.patterns import DMA, TCA, HiP, Sparsifiner
 from attnsim.patterns.opgraph import ops_of
+
+from .forms import assert_closed_form_equals_count
 
 
 def op(wl, p, name):
@@ -282,11 +284,7 @@ def closed_case(draw):
 @given(closed_case())
 def test_closed_forms_equal_exact_counts(case):
     wl, p = case
-    got, exact = evaluate(formula(p, wl.phase), wl, p), count(wl, p)
-    assert got["pairs_per_head"] == pytest.approx(exact.pairs_per_head, rel=1e-12)
-    assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
-    assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
-    assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    assert_closed_form_equals_count(wl, p, wl.phase)
 
 
 # -- errors and the CLI ----------------------------------------------------------------------

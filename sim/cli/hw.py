@@ -1,6 +1,7 @@
 """``attnsim hw list|show|check|path|probe``."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -96,11 +97,9 @@ def probe(out: str, name: str) -> None:
 
     with Console(stderr=True).status("probing matmul, exp, vector and memory rates…"):
         data = run_probe(name)
-        try:  # per-dtype matmul rates need torch (the validate extra); numpy measures fp32 only
-            from ..validate.probe_torch import matmul_entries
-        except ImportError:
-            pass
-        else:
+        if importlib.util.find_spec("torch") is not None:  # per-dtype matmul rates need torch (the
+            from ..validate.probe_torch import matmul_entries  # validate extra); numpy measures fp32 only
+
             data["matmul_flops_per_s"].update(matmul_entries(f"on {data['description'].split(' (')[0]}"))
     parse_profile(data, out)  # never write a profile our own loader would refuse
     target = Path(out)

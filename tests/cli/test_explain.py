@@ -4,7 +4,6 @@ import math
 
 import pytest
 
-from attnsim.cli import main
 
 from .test_cli import HUNYUAN, run
 
