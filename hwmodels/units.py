@@ -17,6 +17,9 @@ UNITS: dict[str, dict[str, float]] = {
     "count": {"count": 1.0},
     "cycles": {"cycles": 1.0},
     "fraction": {"fraction": 1.0, "%": 0.01},
+    "J": {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "nJ": 1e-9, "pJ": 1e-12, "fJ": 1e-15},
+    "bits": {"bits": 1.0},
+    "pixels": {"pixels": 1.0, "Mpixels": 1e6},
 }
 
 

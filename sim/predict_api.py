@@ -1,12 +1,14 @@
 """count → price → compare with dense: the one call behind ``attnsim predict``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .counting import Counts, count
 from .errors import PricingError
 from .hwmodels import Profile, Roofline, load_profile, roofline
 from .hwmodels.calibration import load_overlay
+from .hwmodels.energy import energy_j
+from .hwmodels.targets import PRICED_KINDS, price_target
 from .hwmodels.kernelcost import FEATURES, default_coefficients, default_kernel, features, kernel_model
 from .hwmodels.roofline import launch_time_s
 from .hwmodels.tilecost import TileTime, tile_time
@@ -24,6 +26,8 @@ class Priced:
     breakdown_s: dict[str, float]  # named components that add up to ``predicted_s``
     tile_time: TileTime | None = None
     kernel_note: str | None = None  # set when a per-kernel work model priced it
+    energy_j: dict[str, float] = field(default_factory=dict)  # joules by component
+    energy_note: str | None = None
 
     @property
     def predicted_s(self) -> float:
@@ -32,14 +36,25 @@ class Priced:
 
 def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None, tile_model: bool = True) -> Priced:
     """Roofline always; on GPUs, a single fused attention kernel with tile counts is priced by
-    the tile-level model. Multi-op patterns get the roofline plus one launch per kernel."""
+    the tile-level model. Multi-op patterns get the roofline plus one launch per kernel.
+    Systolic and optical targets use their own stage models (attnsim.hwmodels.targets)."""
+    if hw.kind in PRICED_KINDS:
+        tt = price_target(counts, hw)
+        roof = Roofline(dict(tt.breakdown_s), tt.bound_by, max(tt.breakdown_s.values()), tt.assumptions)
+        return Priced(counts, roof, dict(tt.breakdown_s), energy_j=dict(tt.energy_j),
+                      energy_note=f"{hw.kind} energy by component from the profile")
     roof = roofline(counts, hw)
     if tile_model and tiled_kernel(counts, hw):
         tt = tile_time(counts, hw, padded)
-        return Priced(counts, roof, tt.breakdown_s, tt)
+        return with_energy(Priced(counts, roof, tt.breakdown_s, tt), hw)
     launches = launch_time_s(counts, hw) if counts.kernels is None else (
         len(counts.kernels) * hw.get("launch_overhead_s"))
-    return Priced(counts, roof, {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launches})
+    return with_energy(Priced(counts, roof, {f"{roof.bound_by} (binding roof)": roof.time_s, "launch": launches}), hw)
+
+
+def with_energy(p: Priced, hw: Profile) -> Priced:
+    joules, note = energy_j(p.counts, hw, p.predicted_s)
+    return replace(p, energy_j=joules, energy_note=note)
 
 
 def tiled_kernel(counts: Counts, hw: Profile) -> bool:
@@ -61,7 +76,7 @@ def price_kernel(wl: Workload, pattern: Pattern, hw: Profile, kernel: str, overl
         note = f"{kernel} work model, uncalibrated (profile peaks; run attnsim calibrate)"
     counts = count(wl, pattern)
     breakdown = {f"{kernel} {f}": coeffs[f] * feats[f] for f in FEATURES if coeffs[f] * feats[f] > 0}
-    return Priced(counts, roofline(counts, hw), breakdown, kernel_note=note)
+    return with_energy(Priced(counts, roofline(counts, hw), breakdown, kernel_note=note), hw)
 
 
 def _kernel_for(wl: Workload, pattern: Pattern, hw: Profile, kernel: str | None, overlay) -> str | None:
@@ -108,6 +123,8 @@ class Prediction:
     def assumptions(self) -> list[str]:
         p = self.pattern
         notes = list(p.counts.assumptions) + list(p.roofline.assumptions)
+        if p.energy_note is not None:
+            notes.append(p.energy_note)
         if p.kernel_note is not None:
             notes.append(f"predicted time: {p.kernel_note}; baseline: {self.dense.kernel_note}")
         elif p.tile_time is not None:
@@ -135,6 +152,8 @@ class Prediction:
                        "dense_predicted": self.dense.predicted_s,
                        "dense_breakdown": self.dense.breakdown_s},
             "bound_by": p.roofline.bound_by,
+            "energy_j": sum(p.energy_j.values()) if p.energy_j else None,
+            "energy_breakdown_j": p.energy_j,
             "speedup_vs_dense": self.speedup_vs_dense,
             "assumptions": self.assumptions,
         }
