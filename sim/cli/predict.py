@@ -60,8 +60,10 @@ def render_prediction(r: Prediction, console: Console) -> None:
     times.add_row("[bold]roofline[/]", fmt.seconds(roof.time_s), fmt.seconds(r.dense.roofline.time_s))
     times.add_row("[bold]predicted[/]", fmt.seconds(r.pattern.predicted_s), fmt.seconds(r.dense.predicted_s))
     console.print(times)
-    if r.pattern.tile_time is not None:
-        parts = Table(title="Tile-level model: where the predicted time goes")
+    if r.pattern.tile_time is not None or r.pattern.kernel_note is not None or r.hw.kind not in ("gpu", "cpu"):
+        model = ("Tile-level model" if r.pattern.tile_time is not None else
+                 "Kernel work model" if r.pattern.kernel_note is not None else f"{r.hw.kind} stage model")
+        parts = Table(title=f"{model}: where the predicted time goes")
         for col in ("component", "pattern", "dense"):
             parts.add_column(col, justify="left" if col == "component" else "right")
         names = list(dict.fromkeys([*r.pattern.breakdown_s, *r.dense.breakdown_s]))
@@ -70,6 +72,9 @@ def render_prediction(r: Prediction, console: Console) -> None:
             if mine or dense:
                 parts.add_row(name, fmt.seconds(mine) if mine else "-", fmt.seconds(dense) if dense else "-")
         console.print(parts)
+    if r.pattern.energy_j:
+        console.print(f"Energy: {_joules(r.pattern.energy_j)} (dense {_joules(r.dense.energy_j)}) — "
+                      f"{r.pattern.energy_note}")
     s = r.speedup_vs_dense
     t = c.tiles
     if t is not None:
@@ -118,3 +123,10 @@ def speedup(spec, hw_names: tuple[str, ...], as_json: bool) -> None:
     console.print(table)
     for line in errors:
         console.print(f"[red]n/a[/] {line}")
+
+
+def _joules(parts: dict[str, float]) -> str:
+    total = sum(parts.values())
+    if len(parts) == 1:
+        return f"{total:.3g} J"
+    return f"{total:.3g} J (" + ", ".join(f"{k} {v:.2g}" for k, v in parts.items()) + ")"
