@@ -14,7 +14,7 @@ from .suites import Config, suite as load_suite
 
 DEFAULT_HW = {"cpu": "EPYC-2vCPU"}
 EAGER_FLEX_WARNING = "flex_attention called without torch.compile"
-REFERENCE_PASSES = 3  # scores, softmax and a temporary: fp32 (q_len x kv_len) tensors the reference holds
+REFERENCE_PASSES = 3  # scores, softmax and a temporary of one reference row chunk
 
 
 @dataclass
@@ -36,10 +36,13 @@ def free_memory_bytes(device: str) -> int:
 
 
 def memory_needed_bytes(wl) -> int:
-    """Inputs, output and the fp32 reference's materialised scores."""
-    tokens = wl.batch * (wl.q_heads * wl.q_len * (wl.qk_head_dim + wl.v_head_dim)
+    """Inputs and outputs (fp32 copies), a runner's output, the reference's score chunks and the
+    boolean mask."""
+    from .runners import REFERENCE_CHUNK_BYTES
+
+    tokens = wl.batch * (wl.q_heads * wl.q_len * (wl.qk_head_dim + 2 * wl.v_head_dim)
                          + wl.kv_heads * wl.kv_len * (wl.qk_head_dim + wl.v_head_dim))
-    return 4 * tokens + REFERENCE_PASSES * 4 * wl.heads_total * wl.q_len * wl.kv_len + wl.q_len * wl.kv_len
+    return 4 * tokens + REFERENCE_PASSES * REFERENCE_CHUNK_BYTES + wl.q_len * wl.kv_len
 
 
 def default_hw(device: str) -> str:

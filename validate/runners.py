@@ -44,16 +44,26 @@ def make_inputs(wl: Workload, device: str, seed: int = 0) -> Inputs:
                   t(wl.kv_heads, wl.kv_len, wl.v_head_dim))
 
 
+REFERENCE_CHUNK_BYTES = 1 << 28  # fp32 scores held at once by the reference (per row chunk)
+
+
 def reference(wl: Workload, pattern: Pattern, x: Inputs, mask: np.ndarray | None = None) -> torch.Tensor:
     """Masked softmax attention in fp32 with the mask materialised: the ground truth (``mask``:
-    a data-dependent pattern's selection on these inputs)."""
+    a data-dependent pattern's selection on these inputs, per (batch, head) or shared). Rows
+    are processed in chunks per head, so the scores never exceed REFERENCE_CHUNK_BYTES."""
     mask = torch.from_numpy(dense_mask(wl, pattern) if mask is None else mask).to(x.q.device)
     groups = wl.q_heads // wl.kv_heads
-    q, k, v = (t.float() for t in (x.q, x.k, x.v))
-    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-    scores = (q @ k.transpose(-1, -2)) * wl.qk_head_dim ** -0.5
-    scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.nan_to_num(scores.softmax(-1)) @ v  # fully masked rows -> 0
+    out = torch.empty(wl.batch, wl.q_heads, wl.q_len, wl.v_head_dim, device=x.q.device)
+    rows = max(1, REFERENCE_CHUNK_BYTES // (4 * wl.kv_len))
+    for b in range(wl.batch):
+        for h in range(wl.q_heads):
+            k, v = x.k[b, h // groups].float(), x.v[b, h // groups].float()
+            m = mask[b, h] if mask.dim() == 4 else mask
+            for r0 in range(0, wl.q_len, rows):
+                scores = (x.q[b, h, r0:r0 + rows].float() @ k.T) * wl.qk_head_dim ** -0.5
+                scores = scores.masked_fill(~m[r0:r0 + rows], float("-inf"))
+                out[b, h, r0:r0 + rows] = torch.nan_to_num(scores.softmax(-1)) @ v  # fully masked rows -> 0
+    return out
 
 
 class Runner:

@@ -101,6 +101,9 @@ def gpu() -> list[Config]:
         window = "x".join([k] * (grid.count("x") + 1))
         out.append(_cfg("neighborhood", {"pattern": "neighborhood", "window": window}, ("natten", "flex"),
                         tokens=grid, heads=8, head_dim=128, dtype="bf16"))
+    for seq, k, causal in itertools.product((8192, 32768), (4, 16), ("all", "0")):
+        out.append(_cfg("block-topk", {"pattern": "block-topk", "block_size": "128", "top_k": k, "causal": causal},
+                        ("flex-topk",), seq=seq, heads=16, head_dim=128, dtype="bf16"))
     for kv, heads, kvh in itertools.product((8192, 65536, 131072), (32,), (1, 8, 32)):
         out.append(_cfg("gqa-decode", {"pattern": "dense"}, ("sdpa-flash", "sdpa-efficient", "sdpa-math"),
                         seq=kv, heads=heads, kv_heads=kvh, head_dim=128, dtype="bf16", phase="decode"))
