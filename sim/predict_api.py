@@ -38,13 +38,12 @@ def price(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None, ti
     """Roofline always; on GPUs, a single fused attention kernel with tile counts is priced by
     the tile-level model. Multi-op patterns get the roofline plus one launch per kernel.
     Systolic and optical targets use their own stage models (attnsim.hwmodels.targets)."""
-    if hw.kind in PRICED_KINDS:
-        tt = price_target(counts, hw)
+    if hw.kind in PRICED_KINDS:  # the target's own notes say how its energy was derived
+        tt = price_target(counts if tile_model else replace(counts, tiles=None), hw)
         roof = Roofline(dict(tt.breakdown_s), tt.bound_by, max(tt.breakdown_s.values()), tt.assumptions)
-        return Priced(counts, roof, dict(tt.breakdown_s), energy_j=dict(tt.energy_j),
-                      energy_note=f"{hw.kind} energy by component from the profile")
+        return Priced(counts, roof, dict(tt.breakdown_s), energy_j=dict(tt.energy_j))
     roof = roofline(counts, hw)
-    if tile_model and tiled_kernel(counts, hw):
+    if tile_model and hw.kind == "gpu" and tiled_kernel(counts, hw):
         tt = tile_time(counts, hw, padded)
         return with_energy(Priced(counts, roof, tt.breakdown_s, tt), hw)
     launches = launch_time_s(counts, hw) if counts.kernels is None else (
@@ -58,8 +57,8 @@ def with_energy(p: Priced, hw: Profile) -> Priced:
 
 
 def tiled_kernel(counts: Counts, hw: Profile) -> bool:
-    """Whether the GPU tile-level model prices these counts (one fused kernel with tiles)."""
-    return hw.kind == "gpu" and counts.tiles is not None and counts.kernels is None
+    """Whether a tile-level model (GPU, systolic) prices these counts: one fused kernel with tiles."""
+    return hw.kind in ("gpu", "systolic") and counts.tiles is not None and counts.kernels is None
 
 
 def price_kernel(wl: Workload, pattern: Pattern, hw: Profile, kernel: str, overlay) -> Priced:
@@ -129,6 +128,8 @@ class Prediction:
             notes.append(f"predicted time: {p.kernel_note}; baseline: {self.dense.kernel_note}")
         elif p.tile_time is not None:
             notes += list(p.tile_time.assumptions)
+        elif self.hw.kind in PRICED_KINDS:
+            pass  # the target's stage model states its own assumptions (in the roofline's)
         elif p.counts.kernels is not None:
             notes.append(f"multi-op pattern: predicted time = binding roof over all ops (perfect overlap) + "
                          f"one launch per kernel ({', '.join(p.counts.kernels)}); no tile-level model yet, "

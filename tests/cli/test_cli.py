@@ -69,7 +69,7 @@ def test_hw_list_json_is_a_list_of_named_kinds(capsys):
     rows = json.loads(out)
     assert code == 0 and isinstance(rows, list)
     assert {"H100-SXM", "MI300X"} <= {r["name"] for r in rows}
-    assert {r["kind"] for r in rows} <= {"gpu", "cpu"}
+    assert {r["kind"] for r in rows} <= {"gpu", "cpu", "systolic", "optical4f"}
 
 
 def test_hw_show_lists_sources(capsys):
