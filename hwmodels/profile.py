@@ -152,8 +152,13 @@ def parse_profile(data, where: str) -> Profile:
                                f"(a {{value, unit, source}} in {family})")
     tiles = data.get(NATTEN_TILES_FIELD)
     tiles = parse_fused_tiles(f"{where}: {NATTEN_TILES_FIELD}", tiles) if tiles is not None else None
-    return Profile(name=data["name"], kind=kind, description=str(data.get("description", "")),
-                   path=where, matmul=matmul, fields=fields, natten_tiles=tiles)
+    profile = Profile(name=data["name"], kind=kind, description=str(data.get("description", "")),
+                      path=where, matmul=matmul, fields=fields, natten_tiles=tiles)
+    if kind == "optical4f":  # cross-field checks (detector covers the modulator, ...)
+        from .optical import check_optical_profile
+
+        check_optical_profile(profile)
+    return profile
 
 
 def load_profile_file(path: str | Path) -> Profile:

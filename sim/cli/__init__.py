@@ -10,6 +10,7 @@ from .cases import cases
 from .explain import explain
 from .formula import formula
 from .hw import hw
+from .optical import sweep_optical
 from .predict import predict, speedup
 from .tiles import tiles
 from .validate import calibrate, compare, validate
@@ -33,6 +34,7 @@ cli.add_command(formula)
 cli.add_command(validate)
 cli.add_command(calibrate)
 cli.add_command(compare)
+cli.add_command(sweep_optical)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,9 @@ def workload_options(fn):
 
     @functools.wraps(fn)
     def wrapper(**kwargs):
-        return fn(spec=spec_from_flags(kwargs), **{k: v for k, v in kwargs.items() if k not in FLAG_NAMES})
+        # a paper case (speedup --case) brings its own setting: hand the raw flags on instead
+        spec = kwargs if kwargs.get("case") else spec_from_flags(kwargs)
+        return fn(spec=spec, **{k: v for k, v in kwargs.items() if k not in FLAG_NAMES})
 
     return wrapper
 

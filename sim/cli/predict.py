@@ -92,9 +92,16 @@ def render_prediction(r: Prediction, console: Console) -> None:
 @click.command()
 @click.option("--hw", "hw_names", multiple=True, help="Profiles to compare (repeat); default: all shipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per profile.")
+@click.option("--case", default=None, help="A paper case with a target comparison (convsharevit: optical 4f vs "
+              "GPU, with the stage breakdown and the paper's claim).")
 @workload_options
-def speedup(spec, hw_names: tuple[str, ...], as_json: bool) -> None:
+def speedup(spec, hw_names: tuple[str, ...], as_json: bool, case: str | None) -> None:
     """One table: the pattern versus dense attention on several hardware profiles."""
+    if case:
+        from .optical import run_case
+
+        run_case(case, hw_names, spec, as_json)
+        return
     wl, pattern, tiling, baseline = spec
     profiles = [load_profile(n) for n in hw_names] if hw_names else list_profiles()
     rows = []

@@ -7,7 +7,7 @@ from attnsim import Workload, predict
 from attnsim.hwmodels import list_profiles, load_profile
 from attnsim.patterns import Causal, Dense, Neighborhood, Sliding
 
-PROFILES = [p for p in list_profiles() if "bf16" in p.matmul]
+PROFILES = [p for p in list_profiles() if "bf16" in p.matmul and p.kind in ("gpu", "cpu")]
 
 
 @st.composite
