@@ -151,12 +151,12 @@ def busiest_share(wl: Workload, pattern: Pattern, tiling: Tiling, problems: int,
 
 
 def default_coefficients(hw: Profile, dtype: str) -> dict[str, float]:
-    """Uncalibrated seconds per unit of the busiest thread's work, from the profile's measured
-    peaks (CPU profiles measure matmul and bandwidth on every core, exp on one thread)."""
+    """Uncalibrated seconds per unit of the busiest thread's work, from the profile's device-wide
+    peaks divided among its cores."""
     units = hw.get("compute_units") if hw.kind == "cpu" else 1
     peak = units / hw.matmul_peak(dtype)
     return {"call": hw.get("launch_overhead_s"), "matmul_flops": peak, "narrow_matmul_flops": peak,
-            "exp": 1 / hw.get("exp_per_s"), "masked_slots": 0.0,
+            "exp": units / hw.get("exp_per_s"), "masked_slots": 0.0,
             "bytes": units / hw.get("memory_bw_bytes_per_s"), "tiles": 0.0, "stream_cache_bytes": 0.0,
             "stream_dram_bytes": units / hw.get("memory_bw_bytes_per_s")}
 

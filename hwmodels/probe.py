@@ -106,9 +106,12 @@ def probe(name: str) -> dict:
         "description": f"{cpu_model()} ({cores} cores), probed by attnsim hw probe",
         "matmul_flops_per_s": {"fp32": q(matmul_fp32_flops_per_s() / 1e9, "GFLOP/s",
                                          "numpy float32 2048^3 matmul (BLAS sgemm)")},
-        "vector_flops_per_s": q(vector_fp32_flops_per_s() / 1e9, "GFLOP/s",
-                                "numpy float32 multiply on cache-resident 16384-element arrays, 1 FLOP/element, single thread"),
-        "exp_per_s": q(exp_fp32_per_s() / 1e9, "Gop/s", "numpy float32 exp over 4M elements, single thread"),
+        # numpy runs element-wise ops on one thread: the device rate is the per-thread rate x cores
+        "vector_flops_per_s": q(cores * vector_fp32_flops_per_s() / 1e9, "GFLOP/s",
+                                f"{cores} cores x numpy float32 multiply on cache-resident 16384-element arrays, "
+                                "1 FLOP/element, single thread"),
+        "exp_per_s": q(cores * exp_fp32_per_s() / 1e9, "Gop/s",
+                       f"{cores} cores x numpy float32 exp over 4M elements, single thread"),
         "memory_bw_bytes_per_s": q(copy_bytes_per_s() / 1e9, "GB/s",
                                    "numpy copy of 512 MiB float32, read + write bytes counted"),
         "memory_size_bytes": {"value": float(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.4g}"),
