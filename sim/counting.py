@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from .patterns.base import Pattern
 from .tiles import POLICY_NOTES, TileCounts, Tiling, count_tiles
 from .workload import Workload
+from .patterns.opgraph import LSE_BYTES
 
-LSE_BYTES = 4  # fp32 log-sum-exp per query row, saved by the forward for the backward
 # Non-exp softmax FLOPs per attended score: scale, running-max compare, subtract, row-sum add.
 FWD_SOFTMAX_OPS_PER_PAIR = 4
 # Backward per score: recompute's scale + subtract, and dS = P * (dP - delta) (sub, mul).

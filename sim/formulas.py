@@ -21,9 +21,9 @@ from functools import lru_cache
 from .errors import PatternError
 from .patterns import MLA, Causal, Dense, Linear, Neighborhood, Pattern, Sliding
 from .workload import Workload
+from .patterns.opgraph import LSE_BYTES
 
 PHASES = ("fwd", "decode", "bwd", "fwd+bwd")
-LSE_BYTES = 4
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ from ..errors import PatternError
 from ..workload import Workload
 from .backward import TRAINING_PHASES, attention_backward, phase_ops
 from .base import Pattern
-from .opgraph import Op, build_graph
+from .opgraph import LSE_BYTES, Op, build_graph
 
-LSE_BYTES = 4  # fp32 log-sum-exp per softmax row
 
 
 @dataclass(frozen=True)

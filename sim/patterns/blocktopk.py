@@ -25,9 +25,8 @@ from ..tiles import Tiling
 from ..workload import Workload
 from .base import Pattern
 from .flagvals import causal_switch, int_flag, one_block
-from .opgraph import Op, build_graph
+from .opgraph import ID_BYTES, Op, build_graph
 
-ID_BYTES = 4  # int32 block index
 
 
 @dataclass(frozen=True)

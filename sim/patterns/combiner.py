@@ -29,10 +29,9 @@ from ..workload import Workload
 from .backward import TRAINING_PHASES, attention_backward, phase_ops
 from .base import Flag, Pattern
 from .flagvals import causal_switch, one_block
-from .opgraph import Op, build_graph
+from .opgraph import LSE_BYTES, Op, build_graph
 
 MODES = ("fixed", "axial")
-LSE_BYTES = 4
 LAYERNORM_OPS = 6   # residual add + LayerNorm (mean, variance, normalise, scale, shift) per element
 
 

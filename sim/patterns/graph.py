@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import PatternError
 from ..workload import Workload
 from .base import Pattern
+from .opgraph import LSE_BYTES
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +117,6 @@ def attention_forms(sp, s: dict, phase: str, pairs, touched) -> dict:
     """Closed forms of one fused attention kernel as ``attnsim.counting`` counts it over ``pairs``
     (query, key) pairs per head and ``touched`` keys per KV head (each read once): a graph's E and U.
     Every mask pattern is such a graph, so its forms are these with its own pairs and touched keys."""
-    from ..counting import LSE_BYTES  # counting imports the patterns package: import at call time
 
     b, h, hkv, n, d, dv, e, eo = (s[k] for k in ("B", "H", "Hkv", "N", "D", "Dv", "e", "eo"))
     q, kv, o, lse = e * b * h * n * d, e * b * hkv * touched * (d + dv), eo * b * h * n * dv, LSE_BYTES * b * h * n

@@ -21,9 +21,8 @@ from ..workload import Workload
 from .base import Flag, Pattern
 from .flagvals import causal_switch
 from .library import Causal, Dense
-from .opgraph import Op, build_graph
+from .opgraph import ID_BYTES, Op, build_graph
 
-ID_BYTES = 4    # int32 head id
 GATE_BYTES = 4  # fp32 head gate
 # Router softmax per logit: running max, subtract, row sum, divide (exp counted apart).
 ROUTER_SOFTMAX_OPS = 4

@@ -23,7 +23,8 @@ from ..workload import Workload
 from .base import Flag, Pattern
 from .flagvals import causal_switch, int_flag
 from .opgraph import Op, build_graph
-from .selection import ID_BYTES, causal_capped_sum, causal_capped_sum_sym
+from .opgraph import ID_BYTES
+from .selection import causal_capped_sum, causal_capped_sum_sym
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from ..errors import PatternError
 from ..workload import Workload
 from .base import Flag, Pattern
-from .opgraph import Op, build_graph
+from .opgraph import LSE_BYTES, Op, build_graph
 
-LSE_BYTES = 4  # fp32 log-sum-exp per query row
 
 
 @dataclass(frozen=True)

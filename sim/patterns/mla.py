@@ -30,10 +30,9 @@ from ..workload import Workload
 from .axes import BandAxis, DenseAxis
 from .backward import TRAINING_PHASES, attention_backward, phase_ops
 from .base import AxisLayout, Pattern
-from .opgraph import Op, build_graph
+from .opgraph import LSE_BYTES, Op, build_graph
 
 MODES = ("auto", "up-project", "absorbed")
-LSE_BYTES = 4  # fp32 log-sum-exp per query row
 
 
 @dataclass(frozen=True)

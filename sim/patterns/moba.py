@@ -38,10 +38,8 @@ from ..errors import PatternError
 from ..workload import Workload
 from .backward import attention_backward, phase_ops, require_self_attention
 from .base import Pattern
-from .opgraph import Op, build_graph
+from .opgraph import ID_BYTES, LSE_BYTES, Op, build_graph
 
-LSE_BYTES = 4  # fp32 log-sum-exp per query row
-ID_BYTES = 4   # int32 block id
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import networkx as nx
 
+LSE_BYTES = 4  # fp32 log-sum-exp per softmax row, saved by a forward for its backward
+ID_BYTES = 4   # int32 index (a selected key, block or head)
+
 
 @dataclass(frozen=True)
 class Op:

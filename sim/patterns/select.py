@@ -11,8 +11,8 @@ from ..errors import PatternError
 from ..workload import Workload
 from .base import Flag
 from .flagvals import causal_switch, int_flag, one_block, positive_flags
-from .opgraph import Op
-from .selection import ID_BYTES, Dims, Selection, cached_sums, causal_capped_sum, causal_capped_sum_sym, div
+from .opgraph import ID_BYTES, Op
+from .selection import Dims, Selection, cached_sums, causal_capped_sum, causal_capped_sum_sym, div
 
 def _doublings(prefix: np.ndarray, m: int) -> np.ndarray:
     """Tree-search iterations: the least i with m * 2**i >= prefix blocks (0 when prefix <= m)."""

@@ -19,10 +19,8 @@ from ..errors import PatternError
 from ..workload import Workload
 from .backward import attention_backward, phase_ops
 from .base import Pattern
-from .opgraph import Op, build_graph, ops_of, tensor_bytes
+from .opgraph import LSE_BYTES, Op, build_graph, ops_of, tensor_bytes
 
-LSE_BYTES = 4  # fp32 log-sum-exp per query row (the backward reads it)
-ID_BYTES = 4   # int32 index of a selected key or block
 
 
 @dataclass(frozen=True)
