@@ -33,7 +33,11 @@ from ..workload import Workload
 from .profile import Profile
 
 FEATURES = ("call", "matmul_flops", "narrow_matmul_flops", "exp", "masked_slots", "bytes", "tiles",
-            "stream_cache_bytes", "stream_dram_bytes")
+            "stream_cache_bytes", "stream_dram_bytes", "fresh_bytes")
+# glibc serves allocations from this size up with a fresh mmap (DEFAULT_MMAP_THRESHOLD_MAX on
+# 64-bit; the dynamic threshold never exceeds it), so every call first-touches those pages again:
+# a page fault per 4 KiB, slower than streaming the same bytes.
+MMAP_THRESHOLD_BYTES = 32 << 20
 NARROW_Q_ROWS = 128  # fewer query rows per tile: the matmuls run at a lower rate (less operand reuse)
 LLC_SHARE = 0.5      # K/V "fit" in the last-level cache up to half of it (Q, O, buffers share it)
 FLEX_BLOCK = 128
@@ -75,12 +79,34 @@ KERNELS = {k.name: k for k in (
 
 def kernel_model(name: str) -> KernelModel:
     if name not in KERNELS:
-        raise AttnsimError(f"--kernel {name!r}: use one of {', '.join(KERNELS)}")
+        from .opgraphcost import KERNELS as OPGRAPH_KERNELS
+
+        raise AttnsimError(f"--kernel {name!r}: use one of {', '.join([*KERNELS, *OPGRAPH_KERNELS])}")
     return KERNELS[name]
 
 
+def kernel_refusal(kernel: str, wl: Workload, pattern: Pattern) -> str | None:
+    """Why ``kernel``'s work model cannot price ``pattern`` (None: it can); unknown names raise."""
+    from .opgraphcost import KERNELS as OPGRAPH_KERNELS, refusal
+
+    if kernel in OPGRAPH_KERNELS:  # naive multi-op runners: priced from the pattern's op graph
+        return refusal(kernel, wl, pattern)
+    kernel_model(kernel)
+    if not pattern.tileable or pattern.op_graph(wl, 1) is not None:
+        naive = [k for k in OPGRAPH_KERNELS if refusal(k, wl, pattern) is None]
+        hint = f"use --kernel {naive[0]}" if naive else "drop --kernel"
+        return (f"--kernel {kernel} prices single fused mask kernels; {pattern.name} is data-dependent or "
+                f"several ops: {hint}")
+    return None
+
+
 def features(wl: Workload, pattern: Pattern, kernel: str, hw: Profile) -> dict[str, float]:
-    """Work of the busiest thread in one call of ``kernel`` (exact counts under its tiling)."""
+    """Work of the busiest thread in one call of ``kernel`` (exact counts under its tiling; the
+    naive multi-op kernels: from the op graph, hwmodels.opgraphcost)."""
+    from .opgraphcost import KERNELS as OPGRAPH_KERNELS, features as opgraph_features
+
+    if kernel in OPGRAPH_KERNELS:
+        return opgraph_features(wl, pattern, kernel, hw)
     km = kernel_model(kernel)
     tiling = km.tiling(wl, pattern, hw)
     c = count(wl, pattern, tiling)
@@ -91,16 +117,19 @@ def features(wl: Workload, pattern: Pattern, kernel: str, hw: Profile) -> dict[s
         matmul, exp = count(wl, Dense()).flops.matmul, wl.q_len * wl.kv_len * heads
         streamed = c.bytes.unfused - c.bytes.compulsory + gqa_expansion_bytes(w)
         in_cache = fits_in_cache(heads * wl.q_len * wl.kv_len * w.element_bytes, hw)  # the score matrix
+        fresh = fresh_bytes(w)
     else:
         matmul, exp = c.flops.executed, t.visited_pairs * heads
         streamed = t.visited * heads * math.prod(tiling.kv_tile) * (w.qk_head_dim + w.v_head_dim) * w.element_bytes
         in_cache = fits_in_cache(w.batch * w.kv_heads * w.kv_len * (w.qk_head_dim + w.v_head_dim) * w.element_bytes, hw)
+        fresh = 0
     nbytes = c.bytes.compulsory
     narrow = math.prod(tiling.q_tile) < NARROW_Q_ROWS
     totals = {"matmul_flops": 0 if narrow else matmul, "narrow_matmul_flops": matmul if narrow else 0,
               "exp": exp, "masked_slots": t.masked * heads * slots_per_tile,
               "bytes": nbytes, "tiles": t.visited * heads,
-              "stream_cache_bytes": streamed if in_cache else 0, "stream_dram_bytes": 0 if in_cache else streamed}
+              "stream_cache_bytes": streamed if in_cache else 0, "stream_dram_bytes": 0 if in_cache else streamed,
+              "fresh_bytes": fresh}
     share = busiest_share(wl, pattern, tiling, heads, hw)
     return {"call": 1.0, **{k: v * share for k, v in totals.items()}}
 
@@ -112,6 +141,17 @@ def fits_in_cache(working_set_bytes: int, hw: Profile) -> bool:
     if "l3_bytes" not in hw.fields:
         return True
     return working_set_bytes <= LLC_SHARE * hw.get("l3_bytes")
+
+
+def fresh_bytes(wl: Workload) -> int:
+    """Bytes of an unfused call's temporaries large enough to be freshly mapped each call: the
+    scores S and probabilities P, and with GQA the K and V repeated to every query head."""
+    scores = wl.heads_total * wl.q_len * wl.kv_len * wl.element_bytes
+    expanded = wl.batch * wl.q_heads * wl.kv_len * wl.element_bytes
+    temporaries = [scores, scores]
+    if wl.q_heads != wl.kv_heads:
+        temporaries += [expanded * wl.qk_head_dim, expanded * wl.v_head_dim]
+    return sum(t for t in temporaries if t >= MMAP_THRESHOLD_BYTES)
 
 
 def gqa_expansion_bytes(wl: Workload) -> int:
@@ -158,24 +198,25 @@ def default_coefficients(hw: Profile, dtype: str) -> dict[str, float]:
     return {"call": hw.get("launch_overhead_s"), "matmul_flops": peak, "narrow_matmul_flops": peak,
             "exp": units / hw.get("exp_per_s"), "masked_slots": 0.0,
             "bytes": units / hw.get("memory_bw_bytes_per_s"), "tiles": 0.0, "stream_cache_bytes": 0.0,
-            "stream_dram_bytes": units / hw.get("memory_bw_bytes_per_s")}
+            "stream_dram_bytes": units / hw.get("memory_bw_bytes_per_s"), "fresh_bytes": 0.0}
 
 
 def kernel_time_s(feats: dict[str, float], coefficients: dict[str, float]) -> float:
     return sum(coefficients[k] * feats[k] for k in FEATURES)
 
 
-DEFAULT_KERNEL = {"dense": "sdpa-flash", "causal": "sdpa-flash", "neighborhood": "natten", "block-topk": "flex-topk"}
+DEFAULT_KERNEL = {"dense": "sdpa-flash", "causal": "sdpa-flash", "neighborhood": "natten", "block-topk": "flex-topk",
+                  "linear": "naive-linear", "lowrank": "naive-lowrank", "agent": "naive-agent", "moba": "naive-moba"}
 
 
 def default_kernel(pattern: Pattern, hw: Profile | None = None) -> str:
     """The kernel a user would run the pattern with: SDPA for dense/causal, NATTEN for
-    neighborhood (FlexAttention on CPUs, where NATTEN only runs it eagerly), FlexAttention for
-    other masks."""
+    neighborhood (FlexAttention on CPUs, where NATTEN only runs it eagerly), the naive torch
+    runners for linear, low-rank, agent and MoBA, FlexAttention for other masks."""
     if pattern.name == "neighborhood" and hw is not None and hw.kind == "cpu":
         return "flex"
     return DEFAULT_KERNEL.get(pattern.name, "flex")
 
 
 __all__ = ["FEATURES", "KERNELS", "KernelModel", "features", "default_coefficients", "kernel_time_s",
-           "default_kernel", "kernel_model"]
+           "default_kernel", "kernel_model", "kernel_refusal"]

@@ -9,7 +9,7 @@ from .hwmodels import Profile, Roofline, load_profile, roofline
 from .hwmodels.calibration import load_overlay
 from .hwmodels.energy import energy_j
 from .hwmodels.targets import PRICED_KINDS, price_target
-from .hwmodels.kernelcost import FEATURES, default_coefficients, default_kernel, features, kernel_model
+from .hwmodels.kernelcost import FEATURES, default_coefficients, default_kernel, features, kernel_refusal
 from .hwmodels.roofline import launch_time_s
 from .hwmodels.tilecost import TileTime, tile_time
 from .patterns import Dense, Pattern
@@ -80,17 +80,18 @@ def price_kernel(wl: Workload, pattern: Pattern, hw: Profile, kernel: str, overl
 
 def _kernel_for(wl: Workload, pattern: Pattern, hw: Profile, kernel: str | None, overlay) -> str | None:
     """The kernel model to price with: the one asked for, or the pattern's default kernel when a
-    calibration overlay has it; None: the analytical models (tile model / roofline)."""
+    calibration overlay has it (and its model fits the pattern); None: the analytical models
+    (tile model / roofline). Multi-op patterns have naive-runner kernels (hwmodels.opgraphcost)."""
     if kernel is None:
         k = default_kernel(pattern, hw)
-        return k if overlay is not None and k in overlay.kernels else None
-    kernel_model(kernel)
+        usable = overlay is not None and k in overlay.kernels and kernel_refusal(k, wl, pattern) is None
+        return k if usable else None
+    why = kernel_refusal(kernel, wl, pattern)  # unknown kernel names raise here
     if hw.kind != "cpu" and (overlay is None or kernel not in overlay.kernels):
         raise PricingError(f"--kernel {kernel} on {hw.name}: GPU kernel models need a calibration overlay "
                            "(attnsim calibrate); without --kernel the tile model prices it")
-    if not pattern.tileable or pattern.op_graph(wl, 1) is not None:
-        raise PricingError(f"--kernel prices single fused mask kernels; {pattern.name} is data-dependent or "
-                           "several ops: drop --kernel")
+    if why is not None:
+        raise PricingError(why)
     return kernel
 
 
@@ -174,14 +175,15 @@ def _workload_dict(wl: Workload) -> dict:
 
 def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
             tiling: Tiling | TilingRequest | None = None, baseline: Pattern | None = None,
-            kernel: str | None = None) -> Prediction:
+            kernel: str | None = None, baseline_cache: dict | None = None) -> Prediction:
     """Exact counts of ``pattern`` and of dense attention on ``workload`` (both tiled alike),
     priced on ``hw``. Unset tiles come from the device (:func:`attnsim.tiles.default_tiling`):
     FlexAttention 128x128 blocks on 1D layouts, NATTEN's fused-kernel boxes on grids.
     ``baseline`` (default dense) is what "speedup vs dense" compares against, e.g. Causal()
     for a causal sparse pattern whose paper compares against causal full attention.
     ``kernel`` prices a named real kernel's work model (also used by default when the profile
-    has a calibration overlay for the pattern's usual kernel)."""
+    has a calibration overlay for the pattern's usual kernel). ``baseline_cache`` (a dict the
+    caller keeps) reuses priced baselines across calls: sweeps price one baseline per shape."""
     baseline = baseline or Dense()
     profile = load_profile(hw) if isinstance(hw, str) else hw
     pattern.check(workload)
@@ -202,5 +204,8 @@ def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
     # A pattern the tile model cannot price (several kernels) is compared with a baseline priced
     # at the same level (roofline + launches), never with the tile model's overheads.
     same_level = tiled_kernel(counts, profile)
-    return Prediction(profile, price(counts, profile, padded),
-                      price(count(workload, baseline, tiling), profile, padded, tile_model=same_level))
+    key = (workload, baseline, tiling, id(profile), padded, same_level)
+    cache = {} if baseline_cache is None else baseline_cache
+    if key not in cache:
+        cache[key] = price(count(workload, baseline, tiling), profile, padded, tile_model=same_level)
+    return Prediction(profile, price(counts, profile, padded), cache[key])

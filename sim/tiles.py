@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -193,6 +194,29 @@ def axis_tiles(rule, lq: int, lkv: int, tq: int, tk: int) -> AxisTiles:
     return AxisTiles(*(np.concatenate([getattr(p, f) for p in parts]) for f in AxisTiles.__dataclass_fields__))
 
 
+@lru_cache(maxsize=4096)
+def axis_rows(rule, lq: int, lkv: int, tq: int, tk: int) -> np.ndarray:
+    """One dimension's per-Q-tile rows, read-only and memoised: a sweep over windows, strides
+    and tiles of a grid meets the same (rule, extent, tile) dimension many times."""
+    rows = axis_tiles(rule, lq, lkv, tq, tk).rows()
+    rows.setflags(write=False)
+    return rows
+
+
+_UNIQUE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(rows, axis=0, return_counts=True), memoised by content (cheap to hash: a few
+    hundred small rows) for sweeps."""
+    key = (rows.shape, rows.tobytes())
+    if key not in _UNIQUE:
+        if len(_UNIQUE) > 4096:
+            _UNIQUE.clear()
+        _UNIQUE[key] = np.unique(rows, axis=0, return_counts=True)
+    return _UNIQUE[key]
+
+
 def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct per-box rows (AxisTiles columns) and their multiplicities. Each column of a box
     is the product of its dimensions' columns: a box tile is empty if empty in some dimension,
@@ -200,7 +224,7 @@ def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     width = per_dim_rows[0].shape[1]
     rows, mult = np.ones((1, width), dtype=np.int64), np.ones(1, dtype=np.int64)
     for rows_of_dim in per_dim_rows:
-        uniq, cnt = np.unique(rows_of_dim, axis=0, return_counts=True)
+        uniq, cnt = _unique_rows(rows_of_dim)
         rows = (rows[:, None, :] * uniq[None, :, :]).reshape(-1, width)
         mult = np.outer(mult, cnt).ravel()
         rows, inverse = np.unique(rows, axis=0, return_inverse=True)
@@ -230,7 +254,7 @@ def dim_rows(lay, tiling: Tiling) -> list[np.ndarray]:
     if len(tiling.q_tile) != len(rules):
         raise PatternError(f"q_tile {tiling.q_tile} has rank {len(tiling.q_tile)} but the pattern "
                            f"has {len(rules)} dims: give {len(rules)} extents or one number")
-    return [axis_tiles(r, a, b, tq, tk).rows() for r, a, b, tq, tk in
+    return [axis_rows(r, a, b, tq, tk) for r, a, b, tq, tk in
             zip(rules, q_ext, kv_ext, tiling.q_tile, tiling.kv_tile)]
 
 

@@ -50,7 +50,14 @@ REFERENCE_CHUNK_BYTES = 1 << 28  # fp32 scores held at once by the reference (pe
 def reference(wl: Workload, pattern: Pattern, x: Inputs, mask: np.ndarray | None = None) -> torch.Tensor:
     """Masked softmax attention in fp32 with the mask materialised: the ground truth (``mask``:
     a data-dependent pattern's selection on these inputs, per (batch, head) or shared). Rows
-    are processed in chunks per head, so the scores never exceed REFERENCE_CHUNK_BYTES."""
+    are processed in chunks per head, so the scores never exceed REFERENCE_CHUNK_BYTES.
+    Patterns without a (query, key) mask (linear, low-rank, agent): their defining formula."""
+    if mask is None:
+        from .naive_runners import formula_reference
+
+        formula = formula_reference(wl, pattern, x)
+        if formula is not None:
+            return formula
     mask = torch.from_numpy(dense_mask(wl, pattern) if mask is None else mask).to(x.q.device)
     groups = wl.q_heads // wl.kv_heads
     out = torch.empty(wl.batch, wl.q_heads, wl.q_len, wl.v_head_dim, device=x.q.device)
@@ -248,9 +255,10 @@ class Natten(Runner):
 
 
 def all_runners() -> list[Runner]:
+    from .naive_runners import naive_runners
     from .topk_runner import FlexTopK
 
-    return [SDPA("flash"), SDPA("math"), SDPA("efficient"), Flex(), Natten(), Unfused(), FlexTopK()]
+    return [SDPA("flash"), SDPA("math"), SDPA("efficient"), Flex(), Natten(), Unfused(), FlexTopK(), *naive_runners()]
 
 
 def build_checked(runner: Runner, wl: Workload, pattern: Pattern, x: Inputs,

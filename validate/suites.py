@@ -110,7 +110,43 @@ def gpu() -> list[Config]:
     return out
 
 
-SUITES = {"smoke": smoke, "cpu": cpu, "gpu": gpu}
+DENSE_BASELINE_MAX_FLOPS = 2e10  # ~0.2 s of sdpa-flash on 2 cores: longer dense baselines are left out
+
+
+def multiop() -> list[Config]:
+    """The naive multi-op runners on the CPU (fp32), each point 5-200 ms on 2 cores: causal and
+    non-causal linear attention, Linformer, agent attention and MoBA (>= 8 shapes each, and
+    >= 16 per kernel so its 70 % train split holds the >= 10 rows calibrate needs: one per feature), plus
+    sdpa-flash dense baselines of the shapes whose dense attention stays under
+    DENSE_BASELINE_MAX_FLOPS. MoBA gathers each query's top_k blocks (top_k * block keys per
+    query), so its shapes keep heads x queries x slots at 2^17-2^19."""
+    out: list[Config] = []
+    for seq, chunk in itertools.product((2048, 4096, 8192, 16384), (32, 64, 128)):
+        out.append(_cfg("linear-causal", {"pattern": "linear", "chunk": chunk, "causal": "all"}, ("naive-linear",),
+                        seq=seq, heads=8))
+    for seq, heads in itertools.product((4096, 6144, 8192, 12288), (16, 32)):
+        out.append(_cfg("linear", {"pattern": "linear", "causal": "0"}, ("naive-linear",), seq=seq, heads=heads))
+    for seq, rank in itertools.product((4096, 6144, 8192, 10240, 12288), (32, 64, 128, 256)):
+        out.append(_cfg("lowrank", {"pattern": "lowrank", "rank": rank}, ("naive-lowrank",), seq=seq, heads=8))
+    for seq, agents in itertools.product((6144, 8192, 12288, 16384), (16, 32, 64, 128)):
+        out.append(_cfg("agent", {"pattern": "agent", "agents": agents}, ("naive-agent",), seq=seq, heads=8))
+    moba = ((1024, 16, 4), (1024, 32, 2), (1024, 32, 4), (1024, 64, 2), (1024, 64, 4), (1024, 128, 2),
+            (2048, 16, 2), (2048, 16, 4), (2048, 32, 2), (2048, 32, 4), (2048, 64, 2),
+            (4096, 8, 4), (4096, 16, 2), (4096, 16, 4), (4096, 32, 2), (4096, 64, 1))
+    for i, (seq, block, k) in enumerate(moba):
+        out.append(_cfg("moba", {"pattern": "moba", "block_size": str(block), "top_k": k,
+                                 "causal": "all" if i % 2 == 0 else "0"}, ("naive-moba",), seq=seq, heads=2))
+    return out + [c for c in _dense_baselines(out) if _dense_flops(c) <= DENSE_BASELINE_MAX_FLOPS]
+
+
+def _dense_flops(cfg: Config) -> int:
+    from attnsim.counting import count
+
+    wl, pattern = cfg.build()
+    return count(wl, pattern).flops.matmul
+
+
+SUITES = {"smoke": smoke, "cpu": cpu, "gpu": gpu, "multiop": multiop}
 
 
 def suite(name: str) -> list[Config]:

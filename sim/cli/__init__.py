@@ -10,8 +10,11 @@ from .cases import cases
 from .explain import explain
 from .formula import formula
 from .hw import hw
+from .model import model
 from .optical import sweep_optical
+from .parallel import cp
 from .predict import predict, speedup
+from .sweep import sweep
 from .tiles import tiles
 from .validate import calibrate, compare, validate
 
@@ -35,6 +38,9 @@ cli.add_command(validate)
 cli.add_command(calibrate)
 cli.add_command(compare)
 cli.add_command(sweep_optical)
+cli.add_command(sweep)
+cli.add_command(model)
+cli.add_command(cp)
 
 
 def main(argv: list[str] | None = None) -> int:

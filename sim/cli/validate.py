@@ -27,7 +27,7 @@ def _need_torch() -> None:
 
 
 @validate.command("run")
-@click.option("--suite", "suite_name", type=click.Choice(["smoke", "cpu", "gpu"]), default="smoke", show_default=True)
+@click.option("--suite", "suite_name", type=click.Choice(["smoke", "cpu", "multiop", "gpu"]), default="smoke", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @DB_OPTION
 @click.option("--hw", default=None, help="Profile for the predictions [default: EPYC-2vCPU on cpu, by GPU name on cuda].")

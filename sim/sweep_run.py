@@ -1,0 +1,187 @@
+"""Run a sweep: chunks of the grid in order (in this process or on a Dask cluster), results
+streamed to CSV/Parquet through a temporary file (renamed only when complete), the best configs
+and the error tally kept on the way."""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .errors import AttnsimError
+from .sweep_eval import VectorEngine, evaluate_chunk
+from .sweep_spec import SweepSpec
+
+CHUNK_POINTS = {"roofline": 1 << 18, "predict": 256}
+TOP = 10
+
+
+@dataclass
+class SweepResult:
+    spec: SweepSpec
+    points: int = 0
+    valid: int = 0
+    seconds: float = 0.0
+    engines: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    best: dict | None = None          # columns of the TOP best rows
+    kept: dict | None = None          # every row's columns, when asked to keep them (plots, tests)
+    out: str | None = None
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.points / self.seconds if self.seconds else float("inf")
+
+
+def chunks(spec: SweepSpec, size: int | None = None) -> list[tuple[int, int]]:
+    size = size or CHUNK_POINTS[spec.level]
+    return [(s, min(s + size, spec.points)) for s in range(0, spec.points, size)]
+
+
+def _chunk_task(spec: SweepSpec, start: int, stop: int) -> dict:
+    return evaluate_chunk(spec, start, stop)
+
+
+def local_chunks(spec: SweepSpec, size: int | None = None) -> Iterator[tuple[int, dict]]:
+    engine = VectorEngine(spec)
+    for start, stop in chunks(spec, size):
+        yield stop - start, evaluate_chunk(spec, start, stop, engine)
+
+
+def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int | None = None):
+    """Chunks evaluated on a Dask cluster (a local one with ``workers`` processes unless
+    ``scheduler`` names one), yielded in grid order: the output equals a local run's."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise AttnsimError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
+    spans = chunks(spec, size or max(1, min(CHUNK_POINTS[spec.level], -(-spec.points // (4 * workers)))))
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    try:
+        client = Client(scheduler or cluster, timeout="30s")
+    except OSError as err:
+        raise AttnsimError(f"--scheduler {scheduler}: cannot connect ({err}): check the address") from None
+    try:
+        futures = [client.submit(_chunk_task, spec, a, b, pure=False) for a, b in spans]
+        for (a, b), fut in zip(spans, futures):
+            yield b - a, fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _rank(spec: SweepSpec, cols: dict) -> np.ndarray:
+    """Row order, best first: highest ``best`` column, or lowest for times (``*_s``)."""
+    if spec.best not in cols or not np.issubdtype(np.asarray(cols[spec.best]).dtype, np.number):
+        raise AttnsimError(f"best: {spec.best!r} is not a numeric result column: use speedup, time_s, ...")
+    v = np.asarray(cols[spec.best], dtype=float)
+    v = np.where(cols["error"] == "", v, np.nan)
+    key = v if spec.best.endswith("_s") else -v
+    return np.argsort(np.where(np.isnan(key), np.inf, key), kind="stable")
+
+
+def _take(cols: dict, idx: np.ndarray) -> dict:
+    return {k: np.asarray(v)[idx] for k, v in cols.items()}
+
+
+def _concat(a: dict | None, b: dict) -> dict:
+    return b if a is None else {k: np.concatenate([a[k], b[k]]) for k in b}
+
+
+def run_sweep(spec: SweepSpec, out: str | None = None, source=None, keep: bool = False,
+              progress: Callable[[int], None] | None = None) -> SweepResult:
+    """Evaluate every grid point; ``source`` yields (rows, columns) chunks (default: this process)."""
+    result = SweepResult(spec, out=out)
+    writer = _Writer(out) if out else None
+    start = time.perf_counter()
+    try:
+        for n, cols in (source or local_chunks(spec)):
+            ok = cols["error"] == ""
+            result.points += n
+            result.valid += int(ok.sum())
+            result.engines.update(Counter(cols["engine"].tolist()))
+            result.errors.update(Counter(cols["error"][~ok].tolist()))
+            order = _rank(spec, cols)[:TOP]
+            top = _take(cols, order[ok[order]])
+            merged = _concat(result.best, top)
+            result.best = _take(merged, _rank(spec, merged)[:TOP])
+            if keep:
+                result.kept = _concat(result.kept, cols)
+            if writer:
+                writer.write(cols)
+            if progress:
+                progress(n)
+        if writer:
+            writer.commit()
+    finally:
+        if writer:
+            writer.abort()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class _Writer:
+    """CSV or Parquet, written to ``OUT.partial`` and renamed to ``OUT`` only when complete."""
+
+    def __init__(self, out: str):
+        self.path = Path(out)
+        if self.path.suffix not in (".csv", ".parquet"):
+            raise AttnsimError(f"--out {out}: use a .csv or .parquet file name")
+        if not self.path.parent.is_dir():
+            raise AttnsimError(f"--out {out}: folder {self.path.parent} does not exist")
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self._pq = None
+        self._csv = None
+        if self.path.suffix == ".parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise AttnsimError("--out *.parquet needs pyarrow: pip install pyarrow, or use --out FILE.csv") from None
+
+    def write(self, cols: dict) -> None:
+        if self.path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({k: _arrow_column(v) for k, v in cols.items()})
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self.tmp, table.schema)
+            self._pq.write_table(table)
+            return
+        import csv
+
+        first = self._csv is None
+        if first:
+            self._csv = open(self.tmp, "w", newline="")
+        w = csv.writer(self._csv)
+        if first:
+            w.writerow(cols)
+        w.writerows(zip(*(np.asarray(v).tolist() for v in cols.values())))
+
+    def commit(self) -> None:
+        for handle in (self._pq, self._csv):
+            if handle is not None:
+                handle.close()
+        self._pq = self._csv = None
+        if self.tmp.exists():
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        for handle in (self._pq, self._csv):
+            if handle is not None:
+                handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _arrow_column(v: np.ndarray):
+    import pyarrow as pa
+
+    if v.dtype == object:
+        return pa.array([None if x is None else str(x) for x in v.tolist()], type=pa.string())
+    return pa.array(v)
