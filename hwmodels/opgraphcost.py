@@ -22,6 +22,9 @@ each runner line by line (each torch op names the op-graph node whose work it do
 - ``stream_cache_bytes`` / ``stream_dram_bytes``: every other byte the torch ops move —
   intermediates written and read back, inputs read again, gathered rows — from the last-level
   cache while one op's working set fits in half of it, else from DRAM (kernelcost.fits_in_cache).
+- ``fresh_bytes``: tensors the ops allocate (outputs and intermediates) from glibc's mmap
+  threshold up (kernelcost.MMAP_THRESHOLD_BYTES): freshly mapped each call, so first-touch page
+  faults, e.g. the per-chunk states of causal linear attention at small chunks.
 - ``tiles``: the number of torch ops per call (the name is kernelcost's; for these kernels each
   op is one dispatched unit of work): each pays a dispatch and a thread-pool start whatever its
   size, which dominates short calls. Not divided among threads: dispatch is serial.
@@ -37,7 +40,7 @@ from ..errors import AttnsimError
 from ..patterns import Agent, Linear, LowRank, MoBA, Pattern
 from ..patterns.opgraph import ops_of, tensor_bytes
 from ..workload import Workload
-from .kernelcost import FEATURES, fits_in_cache
+from .kernelcost import FEATURES, MMAP_THRESHOLD_BYTES, fits_in_cache
 from .profile import Profile
 
 NARROW_DIM = 16     # a product with a dim below this runs matrix-vector-like
@@ -212,6 +215,9 @@ def features(wl: Workload, pattern: Pattern, kernel: str, hw: Profile) -> dict[s
         working_set = sum(sizes[t] for t in accessed)
         totals["stream_cache_bytes" if fits_in_cache(working_set, hw) else "stream_dram_bytes"] += streamed
         totals["masked_slots"] += op.masked
+    # each tensor an op writes is a new allocation: freshly mapped (page faults) from glibc's threshold up
+    written = dict.fromkeys(t for op in ops for t in op.writes if t not in inputs)
+    totals["fresh_bytes"] = sum(sizes[t] for t in written if sizes[t] >= MMAP_THRESHOLD_BYTES)
     totals["exp"] = sum(op.exp for op in ops_of(graph))
     totals["bytes"] = sum(inputs.values()) + sum(outputs.values())
     share = 1.0 / hw.get("compute_units") if hw.kind == "cpu" else 1.0

@@ -148,7 +148,9 @@ def _predict(capsys, *args):
     return code, (json.loads(out.out) if code == 0 else out.err)
 
 
-def test_predict_prices_multiop_patterns_with_their_kernel(capsys):
+def test_predict_prices_multiop_patterns_with_their_kernel(capsys, monkeypatch, tmp_path):
+    # without an overlay (the shipped one calibrates naive-linear): the profile's peaks
+    monkeypatch.setattr("attnsim.hwmodels.calibration.overlay_path", lambda profile: tmp_path / "absent.yaml")
     code, got = _predict(capsys, "--pattern", "linear", "--chunk", "64", "--kernel", "naive-linear")
     assert code == 0
     feats = features(Workload.sequence(1024, dtype="fp32"), Linear(chunk=64), "naive-linear", HW)

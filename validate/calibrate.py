@@ -110,7 +110,8 @@ def load_rows(store: Store, hw: Profile) -> list[Row]:
     from attnsim.patterns import Dense
 
     out = []
-    for r in store.rows("WHERE hw_profile = ?", (hw.name,)):
+    latest = {(r["config"], r["kernel"]): r for r in store.rows("WHERE hw_profile = ?", (hw.name,))}
+    for r in latest.values():  # a re-measured (config, kernel), e.g. with a larger --budget, supersedes
         spec = json.loads(r["pattern_json"])
         wl, pattern = Config(r["config"], r["family"], spec["workload"], spec["pattern"]).build()
         pc = count(wl, pattern).flops.matmul

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from attnsim.errors import AttnsimError
 from attnsim.hwmodels import Profile
 from attnsim.hwmodels.calibration import load_overlay
 from attnsim.hwmodels.kernelcost import default_coefficients, kernel_time_s
 
 from .calibrate import Row, ape, load_rows, spearman
 from .store import Store
+from .suites import suite
 
 BOUND_TOLERANCE = 1.05  # timing noise allowed before a measured speedup counts as a violation
 
@@ -58,8 +60,14 @@ def speedup_checks(rows: list[Row], pred: np.ndarray) -> list[dict]:
     return out
 
 
-def compare(store: Store, hw: Profile, split: str = "test") -> dict:
+def compare(store: Store, hw: Profile, split: str = "test", suite_name: str | None = None) -> dict:
+    """``suite_name``: only the configurations of that suite (its targets are stated per suite)."""
     rows = load_rows(store, hw)
+    if suite_name is not None:
+        names = {c.name for c in suite(suite_name)}
+        rows = [r for r in rows if r.config in names]
+        if not rows:
+            raise AttnsimError(f"--suite {suite_name}: no measurement of that suite for {hw.name} in the database")
     pred, sources = predictions(rows, hw)
     meas = np.array([r.measured_s for r in rows])
     held = np.array([split == "all" or r.split == split for r in rows])

@@ -125,8 +125,10 @@ def calibrate(db, hw, out, as_json):
 @click.option("--hw", required=True, help="Profile the measurements were taken on.")
 @click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True)
 @click.option("--plots", "plot_dir", default=None, help="Write PNG plots into this folder.")
+@click.option("--suite", "suite_name", type=click.Choice(["smoke", "cpu", "multiop", "gpu"]), default=None,
+              help="Only the configurations of this suite (default: every stored one).")
 @click.option("--json", "as_json", is_flag=True)
-def compare(db, hw, split, plot_dir, as_json):
+def compare(db, hw, split, plot_dir, suite_name, as_json):
     """Model vs measured: MAPE, max error, Spearman, bound violations (held-out by default)."""
     from ..hwmodels import load_profile
     from ..validate.compare import compare as run_compare, plots, public
@@ -134,13 +136,14 @@ def compare(db, hw, split, plot_dir, as_json):
 
     profile = load_profile(hw)
     with Store(db, create=False) as store:
-        report = run_compare(store, profile, split)
+        report = run_compare(store, profile, split, suite_name)
     written = plots(report, profile, plot_dir) if plot_dir and report["overall"]["n"] else []
     if as_json:
         click.echo(json.dumps({**public(report), "plots": [str(p) for p in written]}, indent=2))
         return
     table = Table("family", "kernel", "model", "n", "MAPE", "max err", "Spearman",
-                  title=f"{profile.name}: model vs measured ({split} split)")
+                  title=f"{profile.name}: model vs measured ({split} split"
+                  f"{', suite ' + suite_name if suite_name else ''})")
     for g in report["by_family_kernel"]:
         table.add_row(g["family"], g["kernel"], g["model"], str(g["n"]), f"{g['mape']:.1%}", f"{g['max_err']:.1%}",
                       f"{g['spearman']:.3f}")

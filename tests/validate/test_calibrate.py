@@ -13,7 +13,7 @@ from attnsim.cli import main
 from attnsim.hwmodels import load_profile
 from attnsim.hwmodels.calibration import load_overlay, write_overlay
 from attnsim.hwmodels.kernelcost import FEATURES, default_coefficients, features, kernel_time_s
-from attnsim.validate.calibrate import calibrate, fit, nnls, spearman, split_of
+from attnsim.validate.calibrate import calibrate, fit, load_rows, nnls, spearman, split_of
 from attnsim.validate.compare import compare
 from attnsim.validate.store import Measurement, Store
 from attnsim.validate.suites import suite
@@ -193,3 +193,27 @@ def test_kv_streaming_switches_to_dram_beyond_half_the_llc():
     f_in, f_out = (features(w, Dense(), "sdpa-flash", HW) for w in (near, near.with_(kv_len=fits + 1)))
     assert f_in["stream_dram_bytes"] == 0 < f_in["stream_cache_bytes"]
     assert f_out["stream_cache_bytes"] == 0 < f_out["stream_dram_bytes"]
+
+
+def test_compare_per_suite_and_latest_measurement_wins(tmp_path, capsys):
+    """--suite keeps that suite's configs only; a re-measured (config, kernel) supersedes the
+    earlier row (a rerun with a larger --budget replaces noisy medians)."""
+    db = tmp_path / "s.sqlite"
+    base = default_coefficients(HW, "fp32")
+    _synthetic_db(db, {"sdpa-flash": base})
+    with Store(db, create=False) as s:
+        (first,) = [r for r in s.rows() if r["config"].startswith("dense[") and r["kernel"] == "sdpa-flash"][:1]
+        run = s.start_run("cpu", "cpu", {})
+        wl = json.loads(first["pattern_json"])
+        s.add(run, Measurement(first["config"], "dense", "sdpa-flash", "dense", first["pattern_json"],
+                               first["workload_json"], HW.name, 2 * first["median_s"], 0.0, first["median_s"], 5))
+        s.add(run, Measurement("linear[x]", "linear", "sdpa-flash", "dense",
+                               json.dumps({"pattern": {"pattern": "dense"}, "workload": wl["workload"]}),
+                               first["workload_json"], HW.name, 1.0, 0.0, 1.0, 5))
+        rows = [r for r in load_rows(s, HW) if r.config == first["config"]]
+        assert [r.measured_s for r in rows] == [2 * first["median_s"]]
+        everything = compare(s, HW, "all")
+        cpu_only = compare(s, HW, "all", "cpu")
+    assert everything["overall"]["n"] == cpu_only["overall"]["n"] + 1
+    assert main(["compare", "--db", str(db), "--hw", "EPYC-2vCPU", "--suite", "gpu"]) == 2
+    assert "no measurement of that suite" in capsys.readouterr().err
