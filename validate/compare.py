@@ -77,6 +77,10 @@ def compare(store: Store, hw: Profile, split: str = "test", suite_name: str | No
             groups[(r.family, r.kernel)].append(i)
     per_group = [{"family": f, "kernel": k, "model": sources[idx[0]], **_metrics(pred[idx], meas[idx])}
                  for (f, k), idx in sorted(groups.items())]
+    families = defaultdict(list)
+    for (f, _), idx in groups.items():
+        families[f] += idx
+    per_family = [{"family": f, **_metrics(pred[idx], meas[idx])} for f, idx in sorted(families.items())]
     idx = np.flatnonzero(held)
     checks = speedup_checks(rows, pred)
     held_checks = [c for c in checks if split == "all" or c["config"] in {rows[i].config for i in idx}]
@@ -85,6 +89,7 @@ def compare(store: Store, hw: Profile, split: str = "test", suite_name: str | No
         "hw": hw.name, "split": split,
         "overall": _metrics(pred[idx], meas[idx]) if len(idx) else {"n": 0},
         "by_family_kernel": per_group,
+        "by_family": per_family,  # every kernel of a family together (the validation targets are per family)
         "speedup_spearman": spearman(np.array([c["predicted"] for c in sp]), np.array([c["measured"] for c in sp]))
         if len(sp) > 1 else float("nan"),
         "bound_violations": [c for c in held_checks if c["violates_bound"]],

@@ -152,6 +152,8 @@ def compare(db, hw, split, plot_dir, suite_name, as_json):
         table.add_row("[bold]all[/]", "", "", str(o["n"]), f"{o['mape']:.1%}", f"{o['max_err']:.1%}", f"{o['spearman']:.3f}")
     console = Console()
     console.print(table)
+    console.print("per family (all kernels): " + ", ".join(f"{g['family']} {g['mape']:.1%} (n={g['n']})"
+                                                          for g in report["by_family"]))
     console.print(f"speedup rank correlation: {report['speedup_spearman']:.3f}; "
                   f"measured speedups above the FLOP bound: {len(report['bound_violations'])}")
     for v in report["bound_violations"]:

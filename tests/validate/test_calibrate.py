@@ -215,5 +215,7 @@ def test_compare_per_suite_and_latest_measurement_wins(tmp_path, capsys):
         everything = compare(s, HW, "all")
         cpu_only = compare(s, HW, "all", "cpu")
     assert everything["overall"]["n"] == cpu_only["overall"]["n"] + 1
+    assert sum(g["n"] for g in everything["by_family"]) == everything["overall"]["n"]
+    assert {g["family"] for g in everything["by_family"]} == {g["family"] for g in everything["by_family_kernel"]}
     assert main(["compare", "--db", str(db), "--hw", "EPYC-2vCPU", "--suite", "gpu"]) == 2
     assert "no measurement of that suite" in capsys.readouterr().err
