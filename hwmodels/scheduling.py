@@ -19,11 +19,25 @@ def place_equal_jobs(loads: np.ndarray, w: float, m: int) -> np.ndarray:
     """Loads after greedily placing ``m`` jobs of length ``w > 0`` on the least-loaded slots."""
     if m <= 0:
         return loads
+    srt = np.sort(loads)  # only the multiset of loads matters to the makespan: keep them sorted
+    if m <= len(srt) and srt[m - 1] <= srt[0] + w:
+        # each of the m least-loaded slots takes one job: once a slot has one it is no longer
+        # below any of the others (the common case of a few CTAs of one duration)
+        srt[:m] += w
+        return srt
+    if srt[-1] <= srt[0] + w:
+        # loads within one job of each other: every round of S jobs gives each slot one and
+        # keeps their order, so m jobs are m // S rounds plus one more on the m % S least loaded
+        rounds, rest = divmod(m, len(srt))
+        srt += rounds * w
+        srt[:rest] += w
+        return srt
+    loads = srt
     # Water level T with sum_i max(0, (T - b_i)/w) = m, b_i = L_i - w, solved on the sorted
     # breakpoints. Slot i has n_i(T) = #{k >= 0: L_i + k*w <= T} starts at or below T and
     # n_i <= (T - b_i)/w < n_i + 1 where positive, so the n_i sum to m minus less than the
     # number of slots with b_i <= T; every one of those has its next start in (T, T + w].
-    brk = np.sort(loads) - w
+    brk = loads - w
     j = np.arange(1, len(brk) + 1)
     level = (w * m + np.cumsum(brk)) / j
     # The level using the j lowest breakpoints clears the j-th exactly while j <= j*, so j* is

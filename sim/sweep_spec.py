@@ -188,10 +188,21 @@ def _plot(raw, axes: dict, source: str) -> Plot | None:
                 _key(raw["series"]) if raw.get("series") else None)
 
 
+def shipped_specs() -> dict[str, Path]:
+    """Sweep specs shipped in cases/sweeps/, by file stem."""
+    from importlib import resources
+
+    folder = resources.files("attnsim.cases").joinpath("sweeps")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
 def load_spec(path: str | Path) -> SweepSpec:
+    """A spec file, or the name of a shipped one (``attnsim sweep sliding-window``)."""
     p = Path(path)
+    if not p.is_file() and str(path) in shipped_specs():
+        p = shipped_specs()[str(path)]
     if not p.is_file():
-        raise AttnsimError(f"sweep spec {path}: no such file")
+        raise AttnsimError(f"sweep spec {path}: no such file (shipped specs: {', '.join(sorted(shipped_specs()))})")
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:

@@ -227,9 +227,17 @@ def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
         uniq, cnt = _unique_rows(rows_of_dim)
         rows = (rows[:, None, :] * uniq[None, :, :]).reshape(-1, width)
         mult = np.outer(mult, cnt).ravel()
-        rows, inverse = np.unique(rows, axis=0, return_inverse=True)
-        mult = np.bincount(inverse.ravel(), weights=mult, minlength=len(rows)).astype(np.int64)
+        rows, mult = _merge_equal_rows(rows, mult)
     return rows, mult
+
+
+def _merge_equal_rows(rows: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows (lexicographic order, as np.unique(axis=0)) with summed multiplicities; a
+    lexsort, ~5x faster than np.unique's structured-dtype path on these small integer tables."""
+    order = np.lexsort(rows.T[::-1])
+    rows, mult = rows[order], mult[order]
+    starts = np.flatnonzero(np.concatenate(([True], (rows[1:] != rows[:-1]).any(axis=1))))
+    return rows[starts], np.add.reduceat(mult, starts)
 
 
 def _flat_rows(lay, tiling: Tiling) -> list[np.ndarray]:
@@ -293,7 +301,10 @@ def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int
 
 
 def _weighted_sum(values: np.ndarray, mult: np.ndarray) -> int:
-    return sum(int(v) * int(m) for v, m in zip(values, mult))  # Python ints: no overflow
+    """sum(values * mult) exactly: int64 when no partial sum can overflow, else Python ints."""
+    if len(values) and int(np.abs(values).max()) * int(mult.sum()) < 2**62:
+        return int(np.dot(values, mult))
+    return sum(int(v) * int(m) for v, m in zip(values, mult))
 
 
 def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) -> TileCounts:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import PatternError
 from ..workload import Workload
@@ -176,10 +177,7 @@ class Neighborhood(Pattern):
                                    "NATTEN needs stride <= window")
 
     def layout(self, wl: Workload) -> AxisLayout:
-        grid = wl.q_grid
-        per_dim = zip(*(self._per_dim(f, len(grid)) for f in ("window", "dilation", "stride", "causal")))
-        rules = tuple(NeighborhoodAxis(w, d, s, c) for w, d, s, c in per_dim)
-        return AxisLayout(grid, grid, rules)
+        return _neighborhood_layout(self, wl.q_grid)
 
     def params(self) -> dict:
         return {"window": self.window, "dilation": self.dilation, "stride": self.stride,
@@ -193,6 +191,15 @@ class Neighborhood(Pattern):
         if any(s > 1 for s in self.stride):
             notes.append("stride groups share the window of their centre query (causal: last query)")
         return notes
+
+
+@lru_cache(maxsize=4096)
+def _neighborhood_layout(p: Neighborhood, grid: tuple[int, ...]) -> AxisLayout:
+    """Per-dimension rules of ``p`` on ``grid``, memoised: counting and pricing ask for the
+    layout several times per prediction."""
+    per_dim = zip(*(p._per_dim(f, len(grid)) for f in ("window", "dilation", "stride", "causal")))
+    rules = tuple(NeighborhoodAxis(w, d, s, c) for w, d, s, c in per_dim)
+    return AxisLayout(grid, grid, rules)
 
 
 @dataclass(frozen=True)
