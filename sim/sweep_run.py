@@ -17,6 +17,8 @@ from .sweep_eval import VectorEngine, evaluate_chunk
 from .sweep_spec import SweepSpec
 
 CHUNK_POINTS = {"roofline": 1 << 18, "predict": 256}
+# A Dask task should run for seconds, so scheduling and result transfer stay small beside it.
+DASK_CHUNK_POINTS = {"roofline": 1 << 18, "predict": 4096}
 TOP = 10
 
 
@@ -59,7 +61,7 @@ def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int 
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise AttnsimError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
-    spans = chunks(spec, size or max(1, min(CHUNK_POINTS[spec.level], -(-spec.points // (4 * workers)))))
+    spans = chunks(spec, size or max(1, min(DASK_CHUNK_POINTS[spec.level], -(-spec.points // (8 * workers)))))
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)
     try:
