@@ -3,12 +3,12 @@ cases/papers/README.md), and the verdict attnsim gives each claim."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from attnsim.errors import AttnsimError
+from attnsim.shipped import shipped_files
 
 CLAIM_TOLERANCE = 1.05  # a claim within 5 % of a bound is consistent (rounding in papers)
 
@@ -26,8 +26,7 @@ class Case:
 
 
 def case_paths() -> dict[str, Path]:
-    folder = resources.files("attnsim.cases").joinpath("papers")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_files("attnsim.cases", "papers")
 
 
 def load_case(path: Path) -> Case:

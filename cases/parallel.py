@@ -15,7 +15,6 @@ A speedup claim gets three readings, because "scale up attention by X" is ambigu
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -26,6 +25,7 @@ from attnsim.hwmodels import Profile, load_profile, roofline
 from attnsim.hwmodels.contextpar import SCHEMES, CPResult, Cluster, price_context_parallel
 from attnsim.hwmodels.interconnect import load_interconnect
 from attnsim.patterns import Dense
+from attnsim.shipped import shipped_files
 from attnsim.spec import build_pattern, build_workload
 from attnsim.workload import Workload
 
@@ -50,8 +50,7 @@ class ParallelCase:
 
 
 def parallel_case_paths() -> dict[str, Path]:
-    folder = resources.files("attnsim.cases").joinpath("parallel")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_files("attnsim.cases", "parallel")
 
 
 def _check(raw, where: str) -> None:

@@ -8,14 +8,12 @@ per-message ``latency_s``. Intra-node links (NVLink behind NVSwitch, PCIe) and i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from attnsim.errors import ProfileError
+from attnsim.shipped import shipped_files
 
-from .profile import NAME_RE, Quantity, _quantity, _StrictLoader
+from .profile import NAME_RE, Quantity, _quantity, read_strict_yaml
 
 SCHEMA_VERSION = 1
 KIND = "interconnect"
@@ -84,26 +82,12 @@ def parse_interconnect(data, where: str) -> Interconnect:
 
 
 def load_interconnect_file(path: str | Path) -> Interconnect:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ProfileError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except ProfileError as err:
-        raise ProfileError(f"{path}: {err}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ProfileError(f"{path}:{line} invalid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_interconnect(data, str(path))
+    return parse_interconnect(read_strict_yaml(path), str(path))
 
 
 def shipped_interconnect_paths() -> dict[str, Path]:
     """Shipped interconnect name (file stem) -> path."""
-    folder = resources.files("attnsim.hwmodels.profiles").joinpath(FOLDER)
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_files("attnsim.hwmodels.profiles", FOLDER)
 
 
 def load_interconnect(name_or_path: str, flag: str = "--intra") -> Interconnect:

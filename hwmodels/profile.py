@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from attnsim.errors import PricingError, ProfileError
+from attnsim.shipped import shipped_files
 
 from .schema import (FRACTION_FIELDS, KINDS, MATMUL_DTYPES, MATMUL_FAMILY, MATMUL_FIELD,
                      NATTEN_TILES_FIELD, QUANTITY_FIELDS, QUANTITY_KEYS, SCHEMA_VERSION,
@@ -162,6 +162,12 @@ def parse_profile(data, where: str) -> Profile:
 
 
 def load_profile_file(path: str | Path) -> Profile:
+    return parse_profile(read_strict_yaml(path), str(path))
+
+
+def read_strict_yaml(path: str | Path):
+    """A hardware YAML file (profile or interconnect) with the strict loader: duplicate keys and
+    unreadable or invalid files are one-line ProfileErrors naming the file (and the line)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -175,13 +181,12 @@ def load_profile_file(path: str | Path) -> Profile:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise ProfileError(f"{path}:{line} invalid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_profile(data, str(path))
+    return data
 
 
 def shipped_profile_paths() -> dict[str, Path]:
     """Shipped profile name (file stem) -> path."""
-    folder = resources.files("attnsim.hwmodels.profiles")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_files("attnsim.hwmodels.profiles")
 
 
 def load_profile(name_or_path: str) -> Profile:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from .errors import AttnsimError
+from .shipped import shipped_files
 
 DIT_FORMAT = "attnsim-dit"
 MLA_TYPES = ("deepseek_v2", "deepseek_v3")
@@ -76,9 +76,7 @@ class ModelSpec:
 
 def shipped_models() -> dict[str, Path]:
     """Configs shipped in cases/models/, by file stem."""
-    folder = resources.files("attnsim.cases").joinpath("models")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir()
-            if str(p).endswith((".json", ".yaml", ".yml"))}
+    return shipped_files("attnsim.cases", "models", (".json", ".yaml", ".yml"))
 
 
 def load_model(ref: str) -> ModelSpec:

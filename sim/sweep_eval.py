@@ -29,7 +29,7 @@ from .predict_api import predict, price
 from .spec import PATTERN_FLAGS, build_pattern, build_workload, parse_dims
 from .sweep_spec import SweepSpec
 from .tiles import TilingRequest
-from .workload import DTYPES, OUTPUT_BYTES, Workload
+from .workload import DTYPES, OUTPUT_BYTES
 
 ROOFS = {"gpu": ("matmul", "exp", "softmax", "memory"), "cpu": ("matmul", "softmax", "memory")}
 WORKLOAD_SYMBOLS = frozenset("B H Hkv N M D Dv e eo".split())

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from .errors import AttnsimError
+from .shipped import shipped_files
 from .spec import PATTERN_FLAGS
 
 WORKLOAD_KEYS = ("seq", "tokens", "kv_seq", "batch", "heads", "kv_heads", "head_dim", "v_head_dim",
@@ -190,10 +191,7 @@ def _plot(raw, axes: dict, source: str) -> Plot | None:
 
 def shipped_specs() -> dict[str, Path]:
     """Sweep specs shipped in cases/sweeps/, by file stem."""
-    from importlib import resources
-
-    folder = resources.files("attnsim.cases").joinpath("sweeps")
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+    return shipped_files("attnsim.cases", "sweeps")
 
 
 def load_spec(path: str | Path) -> SweepSpec:
