@@ -199,6 +199,9 @@ def test_calibrate_fits_the_naive_kernels_from_measurements(tmp_path):
                                    json.dumps(cfg.workload, sort_keys=True), HW.name, t, 0.0, t, 5))
         kernels, _ = calibrate(s, HW)
     assert set(kernels) == {"naive-linear", "naive-lowrank", "naive-agent", "naive-moba"}
+    # one fit for the four (the same torch ops on the same machine), errors reported per kernel
+    assert len({tuple(k["coefficients"].values()) for k in kernels.values()}) == 1
+    assert all(k["fitted_with"] == sorted(kernels) for k in kernels.values())
     for k in kernels.values():  # held out: features collinear on the train rows may trade off a little
         assert k["train"]["mape"] < 1e-6 and k["test"]["mape"] < 1e-3
 
