@@ -58,7 +58,11 @@ def lpt_makespan(durations: np.ndarray, counts: np.ndarray, slots: int) -> float
     """Makespan of ``counts[i]`` jobs of ``durations[i]`` seconds on ``slots`` identical
     slots, longest first."""
     loads = np.zeros(int(slots))
-    for w, m in sorted(zip(np.asarray(durations, float), np.asarray(counts, np.int64)), reverse=True):
+    # jobs of equal length are placed in one go (the greedy sequence is the same): CTAs of
+    # different tile rows often share a duration
+    lengths, where = np.unique(np.asarray(durations, float), return_inverse=True)
+    totals = np.bincount(where.ravel(), weights=np.asarray(counts, np.int64), minlength=len(lengths))
+    for w, m in zip(lengths[::-1], totals[::-1]):
         if w > 0:
-            loads = place_equal_jobs(loads, float(w), int(m))
+            loads = place_equal_jobs(loads, float(w), int(round(m)))
     return float(loads.max())

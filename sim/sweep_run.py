@@ -18,7 +18,7 @@ from .sweep_spec import SweepSpec
 
 CHUNK_POINTS = {"roofline": 1 << 18, "predict": 256}
 # A Dask task should run for seconds, so scheduling and result transfer stay small beside it.
-DASK_CHUNK_POINTS = {"roofline": 1 << 18, "predict": 4096}
+DASK_CHUNK_POINTS = {"roofline": 1 << 18, "predict": 2048}
 TOP = 10
 
 
@@ -101,6 +101,7 @@ def run_sweep(spec: SweepSpec, out: str | None = None, source=None, keep: bool =
     """Evaluate every grid point; ``source`` yields (rows, columns) chunks (default: this process)."""
     result = SweepResult(spec, out=out)
     writer = _Writer(out) if out else None
+    kept: list[dict] = []
     start = time.perf_counter()
     try:
         for n, cols in (source or local_chunks(spec)):
@@ -114,13 +115,15 @@ def run_sweep(spec: SweepSpec, out: str | None = None, source=None, keep: bool =
             merged = _concat(result.best, top)
             result.best = _take(merged, _rank(spec, merged)[:TOP])
             if keep:
-                result.kept = _concat(result.kept, cols)
+                kept.append(cols)
             if writer:
                 writer.write(cols)
             if progress:
                 progress(n)
         if writer:
             writer.commit()
+        if kept:  # one concatenation at the end: appending per chunk would copy quadratically
+            result.kept = {k: np.concatenate([c[k] for c in kept]) for k in kept[0]}
     finally:
         if writer:
             writer.abort()
