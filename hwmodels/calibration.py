@@ -6,7 +6,9 @@ the data it was fitted on (database, runs, environment, train/test sizes and err
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -20,8 +22,16 @@ OVERLAY_DIR = "calibration"
 
 
 def overlay_path(profile: Profile) -> Path:
-    path = Path(profile.path)
+    return _overlay_path_of(profile.path)
+
+
+@lru_cache(maxsize=256)
+def _overlay_path_of(profile_path: str) -> Path:
+    path = Path(profile_path)
     return path.parent / OVERLAY_DIR / f"{path.stem}.yaml"
+
+
+_LOADED: dict[tuple[str, str], tuple[tuple, "Overlay"]] = {}  # (overlay, profile) -> (stamp, parsed)
 
 
 @dataclass(frozen=True)
@@ -34,9 +44,20 @@ class Overlay:
 
 
 def load_overlay(profile: Profile) -> Overlay | None:
+    """The overlay next to ``profile``, or None; parsed once per file version (sweeps price
+    thousands of points on one profile)."""
     path = overlay_path(profile)
-    if not path.exists():
+    try:
+        st = os.stat(path)
+    except OSError:
         return None
+    key, stamp = (str(path), profile.name), (st.st_mtime_ns, st.st_size, st.st_ino)
+    if key not in _LOADED or _LOADED[key][0] != stamp:
+        _LOADED[key] = (stamp, _parse_overlay(path, profile))
+    return _LOADED[key][1]
+
+
+def _parse_overlay(path: Path, profile: Profile) -> Overlay:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

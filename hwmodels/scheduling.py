@@ -7,62 +7,108 @@ causal/uneven work that way) the makespan is the classic LPT schedule. Jobs come
 are placed in bulk: ``m`` equal jobs of length ``w`` go, one by one, to the least-loaded slot,
 which is the same as taking the ``m`` smallest start times ``load_i + k*w`` (k >= 0) over all
 slots. Those are the starts below a water level found in closed form on the sorted loads, plus
-fewer than one job per slot after it, so the cost is O(slots log slots) per distinct duration,
-never O(jobs).
+fewer than one job per slot after it.
+
+Only the multiset of slot loads matters, and slots that start equal stay in few groups (a
+placement splits a group at most in two), so loads are kept as a sorted histogram of (load,
+slots): the cost is O(groups) per distinct duration, never O(jobs) nor O(slots).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+Loads = list[list[float]]  # [[load, slots], ...], loads ascending and distinct
 
-def place_equal_jobs(loads: np.ndarray, w: float, m: int) -> np.ndarray:
+
+def _give_one(levels: Loads, m: int, w: float) -> list[tuple[float, int]]:
+    """One job each to the ``m`` least-loaded slots: (load, slots) pieces, unsorted."""
+    out = []
+    for load, slots in levels:
+        take = min(slots, m)
+        if take:
+            out.append((load + w, take))
+        if slots > take:
+            out.append((load, slots - take))
+        m -= take
+    return out
+
+
+def _nth_load(levels: Loads, m: int) -> float:
+    """The m-th smallest slot load (1-based)."""
+    seen = 0
+    for load, slots in levels:
+        seen += slots
+        if seen >= m:
+            return load
+    return levels[-1][0]
+
+
+def _water_level(levels: Loads, w: float, m: int) -> float:
+    """T with sum over slots of max(0, (T - (L_i - w)) / w) = m, on the sorted groups: the level
+    using the j lowest breakpoints clears the j-th exactly while j <= j*; within a group that
+    test has one sign, so j* ends a group (a tolerance absorbs rounding at ties; the caller's
+    fix-up is exact)."""
+    tol = 1e-9 * max(w, abs(levels[0][0] - w), abs(levels[-1][0] - w))
+    total, count, best = w * m, 0, None
+    for load, slots in levels:
+        total += slots * (load - w)
+        count += slots
+        level = total / count
+        if level >= load - w - tol:
+            best = level
+    return best
+
+
+def _spread(levels: Loads, w: float, m: int) -> list[tuple[float, int]]:
+    """m jobs when loads differ by more than one job: every slot below the water level T takes
+    its starts up to T, then fewer than one more per slot (earliest first) fixes the count."""
+    t = _water_level(levels, w, m)
+    pieces = [(load + n * w, slots, n) for load, slots in levels
+              for n in [math.floor((t - load) / w) + 1 if load <= t else 0]]
+    missing = m - sum(slots * n for _, slots, n in pieces)
+    if missing > 0:  # the rest start in (T, T + w]: one more each on the least loaded
+        return _give_one(sorted([p[0], p[1]] for p in pieces), missing, w)
+    if missing < 0:  # rounding put a start just above T below it: take the latest back
+        taken = sorted(([p[0], p[1]] for p in pieces if p[2] > 0), reverse=True)
+        back = _give_one([[-v, c] for v, c in taken], -missing, w)  # least of -load = latest
+        return [(-v, c) for v, c in back] + [(p[0], p[1]) for p in pieces if p[2] == 0]
+    return [(p[0], p[1]) for p in pieces]
+
+
+def place_equal_jobs(levels: Loads, w: float, m: int) -> Loads:
     """Loads after greedily placing ``m`` jobs of length ``w > 0`` on the least-loaded slots."""
     if m <= 0:
-        return loads
-    srt = np.sort(loads)  # only the multiset of loads matters to the makespan: keep them sorted
-    if m <= len(srt) and srt[m - 1] <= srt[0] + w:
+        return levels
+    slots = sum(c for _, c in levels)
+    if m <= slots and _nth_load(levels, m) <= levels[0][0] + w:
         # each of the m least-loaded slots takes one job: once a slot has one it is no longer
         # below any of the others (the common case of a few CTAs of one duration)
-        srt[:m] += w
-        return srt
-    if srt[-1] <= srt[0] + w:
-        # loads within one job of each other: every round of S jobs gives each slot one and
-        # keeps their order, so m jobs are m // S rounds plus one more on the m % S least loaded
-        rounds, rest = divmod(m, len(srt))
-        srt += rounds * w
-        srt[:rest] += w
-        return srt
-    loads = srt
-    # Water level T with sum_i max(0, (T - b_i)/w) = m, b_i = L_i - w, solved on the sorted
-    # breakpoints. Slot i has n_i(T) = #{k >= 0: L_i + k*w <= T} starts at or below T and
-    # n_i <= (T - b_i)/w < n_i + 1 where positive, so the n_i sum to m minus less than the
-    # number of slots with b_i <= T; every one of those has its next start in (T, T + w].
-    brk = loads - w
-    j = np.arange(1, len(brk) + 1)
-    level = (w * m + np.cumsum(brk)) / j
-    # The level using the j lowest breakpoints clears the j-th exactly while j <= j*, so j* is
-    # the last j that does (a tolerance absorbs rounding at ties; the fix-up below is exact).
-    tol = 1e-9 * max(w, float(np.abs(brk).max()))
-    t = level[np.flatnonzero(level >= brk - tol)[-1]]
-    n = np.where(loads <= t, np.floor((t - loads) / w) + 1, 0).astype(np.int64)
-    out = loads + n * w
-    missing = m - int(n.sum())
-    if missing > 0:  # the rest start in (T, T + w]: at most one more per slot, earliest first
-        out[np.argsort(out, kind="stable")[:missing]] += w
-    elif missing < 0:  # rounding put a start just above T below it: drop the latest ones
-        out[np.argsort(np.where(n > 0, out, -np.inf), kind="stable")[missing:]] -= w
-    return out
+        pieces = _give_one(levels, m, w)
+    elif levels[-1][0] <= levels[0][0] + w:
+        # loads within one job of each other: every round of one job per slot keeps their
+        # order, so m jobs are m // slots rounds plus one more on the m % slots least loaded
+        rounds, rest = divmod(m, slots)
+        pieces = _give_one([[v + rounds * w, c] for v, c in levels], rest, w)
+    else:
+        pieces = _spread(levels, w, m)
+    merged: dict[float, int] = {}
+    for load, count in pieces:
+        merged[load] = merged.get(load, 0) + count
+    return [[v, merged[v]] for v in sorted(merged)]
 
 
 def lpt_makespan(durations: np.ndarray, counts: np.ndarray, slots: int) -> float:
     """Makespan of ``counts[i]`` jobs of ``durations[i]`` seconds on ``slots`` identical
     slots, longest first."""
-    loads = np.zeros(int(slots))
+    levels: Loads = [[0.0, int(slots)]]
     # jobs of equal length are placed in one go (the greedy sequence is the same): CTAs of
     # different tile rows often share a duration
-    lengths, where = np.unique(np.asarray(durations, float), return_inverse=True)
-    totals = np.bincount(where.ravel(), weights=np.asarray(counts, np.int64), minlength=len(lengths))
-    for w, m in zip(lengths[::-1], totals[::-1]):
+    jobs: dict[float, int] = {}
+    for w, m in zip(np.asarray(durations, float).tolist(), np.asarray(counts, np.int64).tolist()):
+        jobs[w] = jobs.get(w, 0) + m
+    for w in sorted(jobs, reverse=True):
         if w > 0:
-            loads = place_equal_jobs(loads, float(w), int(round(m)))
-    return float(loads.max())
+            levels = place_equal_jobs(levels, w, jobs[w])
+    return float(levels[-1][0])

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from attnsim.counting import BWD_SOFTMAX_OPS_PER_PAIR, FWD_SOFTMAX_OPS_PER_PAIR, LSE_BYTES, Counts
 
 from .profile import Profile
@@ -121,12 +119,13 @@ def _one_pass(counts: Counts, kernel: str, hw: Profile, r: Rates, out: dict) -> 
     unit = {**pipes, "mask": mask_s, "tile_overhead": overhead_s, "cta": cta_s}
     heads = wl.heads_total
     splits = _split_kv(work, heads, r) if wl.phase == "decode" else 1
-    visited, masked = -(-work.visited // splits), -(-work.masked // splits)
-    mult = work.count * heads * splits
+    visited, masked = (work.visited, work.masked) if splits == 1 else (-(-work.visited // splits),
+                                                                      -(-work.masked // splits))
+    mult = work.count * (heads * splits)
     c = r.ctas_per_unit  # a CTA sharing its SM with c-1 others runs c times slower
     durations = c * (cta_s + visited * (pipes[pipe] + overhead_s) + masked * mask_s)
     makespan = lpt_makespan(durations, mult, r.slots)
-    tiles_run, masked_run, ctas = (int((x * mult).sum()) for x in (visited, masked, np.ones_like(mult)))
+    tiles_run, masked_run, ctas = int(visited @ mult), int(masked @ mult), int(mult.sum())
     parts = {f"mainloop.{pipe}": c * tiles_run * pipes[pipe] / r.slots,
              "tile_overhead": c * tiles_run * overhead_s / r.slots,
              "masking": c * masked_run * mask_s / r.slots,

@@ -78,9 +78,13 @@ ACCEPTS.update({name: set(cls.flags) | {f.name for f in cls.cli_flags} for name,
 PATTERN_FLAGS = set().union(*ACCEPTS.values())
 
 
+# pattern -> the pattern flags it refuses, in a stable order for the error message
+REFUSES = {name: sorted(PATTERN_FLAGS - accepted) for name, accepted in ACCEPTS.items()}
+
+
 def _refuse_others(f: dict) -> None:
     name = f["pattern"]
-    for flag in sorted(PATTERN_FLAGS - ACCEPTS[name]):
+    for flag in REFUSES[name]:
         if f.get(flag) is not None:
             hint = " (use --pattern causal)" if name == "dense" and flag == "causal" else ""
             raise PatternError(f"--{flag.replace('_', '-')} does not apply to --pattern {name}{hint}")

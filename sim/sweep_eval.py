@@ -27,12 +27,13 @@ from .hwmodels.roofline import KERNELS_PER_PHASE
 from .patterns import Pattern
 from .predict_api import predict, price
 from .spec import PATTERN_FLAGS, build_pattern, build_workload, parse_dims
-from .sweep_spec import SweepSpec
+from .sweep_spec import WORKLOAD_KEYS, SweepSpec
 from .tiles import TilingRequest
-from .workload import DTYPES, OUTPUT_BYTES
+from .workload import DTYPES, OUTPUT_BYTES, Workload
 
 ROOFS = {"gpu": ("matmul", "exp", "softmax", "memory"), "cpu": ("matmul", "softmax", "memory")}
 WORKLOAD_SYMBOLS = frozenset("B H Hkv N M D Dv e eo".split())
+PATTERN_KEYS = ("pattern", *sorted(PATTERN_FLAGS))
 PREDICT_COLUMNS = ("speedup_tile", "speedup_roofline")
 
 
@@ -54,14 +55,24 @@ def flags_at(spec: SweepSpec, coords: dict) -> dict:
 _BASELINES: dict = {}  # priced baselines per shape, shared by the rows of a sweep
 
 
-def exact_row(f: dict, level: str) -> dict:
-    """One grid point, counted and priced exactly (what ``attnsim predict`` prints)."""
+def _build(f: dict, engine: "VectorEngine | None"):
+    """(workload, pattern, baseline) of a flag dict; built once per distinct flags with an engine."""
     from .cli.options import BASELINES
 
+    if engine is None:
+        return build_workload(f), build_pattern(f), BASELINES[f["baseline"]]()
+    built = engine.workload(f), engine.pattern(f), engine.pattern(f, "baseline")
+    for b in built:
+        if isinstance(b, str):
+            raise AttnsimError(b)
+    return built
+
+
+def exact_row(f: dict, level: str, engine: "VectorEngine | None" = None) -> dict:
+    """One grid point, counted and priced exactly (what ``attnsim predict`` prints)."""
     try:
-        wl, pattern = build_workload(f), build_pattern(f)
+        wl, pattern, baseline = _build(f, engine)
         pattern.check(wl)
-        baseline = BASELINES[f["baseline"]]()
         hw = profile(f["hw"])
         if level == "predict":
             tiling = TilingRequest(parse_dims("--q-tile", f["q_tile"]), parse_dims("--kv-tile", f["kv_tile"]),
@@ -185,17 +196,27 @@ class VectorEngine:
         self.pattern_keys = [k for k in spec.axes if k == "pattern" or k in PATTERN_FLAGS]
         self._patterns: dict[tuple, Pattern | str] = {}
         self._pairs: dict[tuple, dict | str] = {}
+        self._workloads: dict[tuple, Workload | str] = {}
 
     def pattern(self, f: dict, which: str = "pattern") -> Pattern | str:
         from .cli.options import BASELINES
 
-        key = (which, f["baseline"]) if which == "baseline" else tuple(f[k] for k in ["pattern", *PATTERN_FLAGS])
+        key = (which, f["baseline"]) if which == "baseline" else tuple(f[k] for k in PATTERN_KEYS)
         if key not in self._patterns:
             try:
                 self._patterns[key] = BASELINES[f["baseline"]]() if which == "baseline" else build_pattern(f)
             except AttnsimError as err:
                 self._patterns[key] = str(err)
         return self._patterns[key]
+
+    def workload(self, f: dict) -> Workload | str:
+        key = tuple(f[k] for k in WORKLOAD_KEYS)
+        if key not in self._workloads:
+            try:
+                self._workloads[key] = build_workload(f)
+            except AttnsimError as err:
+                self._workloads[key] = str(err)
+        return self._workloads[key]
 
     def pattern_values(self, pattern: Pattern, f: dict) -> dict | str:
         """The pattern's symbol values and validity on one (lengths, head dims, phase) shape: checks
@@ -267,7 +288,7 @@ def evaluate_chunk(spec: SweepSpec, start: int, stop: int, engine: VectorEngine 
         rows = np.nonzero(outer == gid)[0]
         if spec.level == "predict" or not _try_vector(spec, engine, co, rows, shape_axes, out):
             for r in rows:
-                _store(out, r, exact_row(flags_at(spec, {k: co[k][r] for k in co}), spec.level))
+                _store(out, r, exact_row(flags_at(spec, {k: co[k][r] for k in co}), spec.level, engine))
     return out
 
 
@@ -314,7 +335,7 @@ def _vector_group(spec, engine: VectorEngine, co, rows, shape_axes, out) -> bool
     w = _workload_arrays(spec, co, rows, f0)
     bad = _invalid_workload(w)
     for r in rows[bad]:
-        _store(out, r, exact_row(flags_at(spec, {k: co[k][r] for k in co}), "roofline"))
+        _store(out, r, exact_row(flags_at(spec, {k: co[k][r] for k in co}), "roofline", engine))
     keep = ~bad
     shape_id = _group_ids(co, shape_axes, spec, len(co[next(iter(co))]))[rows]
     _, first, inverse = np.unique(shape_id, return_index=True, return_inverse=True)
@@ -334,7 +355,7 @@ def _vector_group(spec, engine: VectorEngine, co, rows, shape_axes, out) -> bool
     env, env_b = _environment(w, pvals, inverse), _environment(w, bvals, inverse)
     outside = ok & ~(_holds(forms, env) & _holds(base_forms, env_b))
     for r in rows[outside]:  # a closed form's assumption fails here: count it exactly
-        _store(out, r, exact_row(flags_at(spec, {k: co[k][r] for k in co}), "roofline"))
+        _store(out, r, exact_row(flags_at(spec, {k: co[k][r] for k in co}), "roofline", engine))
     ok &= ~outside
     if not ok.any():
         return True

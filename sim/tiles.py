@@ -223,12 +223,25 @@ def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     full (or real-full, or real) only if so in all, and the range is a product of ranges."""
     width = per_dim_rows[0].shape[1]
     rows, mult = np.ones((1, width), dtype=np.int64), np.ones(1, dtype=np.int64)
+    key: tuple = ()
     for rows_of_dim in per_dim_rows:
-        uniq, cnt = _unique_rows(rows_of_dim)
-        rows = (rows[:, None, :] * uniq[None, :, :]).reshape(-1, width)
-        mult = np.outer(mult, cnt).ravel()
-        rows, mult = _merge_equal_rows(rows, mult)
+        # memoised per prefix of dimensions: a sweep over per-dimension windows reuses the
+        # product of the first dimensions for every value of the last
+        key += ((rows_of_dim.shape, rows_of_dim.tobytes()),)
+        if key not in _PREFIX:
+            uniq, cnt = _unique_rows(rows_of_dim)
+            merged = _merge_equal_rows((rows[:, None, :] * uniq[None, :, :]).reshape(-1, width),
+                                       np.outer(mult, cnt).ravel())
+            for a in merged:
+                a.setflags(write=False)
+            if len(_PREFIX) > 4096:
+                _PREFIX.clear()
+            _PREFIX[key] = merged
+        rows, mult = _PREFIX[key]
     return rows, mult
+
+
+_PREFIX: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _merge_equal_rows(rows: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -300,6 +313,13 @@ def permuted_tokens(wl: Workload, pattern: Pattern, tiling: Tiling) -> tuple[int
     return padded(lay.q_extents, tiling.q_tile), padded(lay.kv_extents, tiling.kv_tile)
 
 
+def _column_sums(rows: np.ndarray, mult: np.ndarray) -> list[int]:
+    """Each column's sum weighted by ``mult``, exactly (one product when int64 cannot overflow)."""
+    if int(rows.max(initial=0)) * int(mult.sum()) < 2**62 and rows.min(initial=0) >= 0:
+        return [int(v) for v in rows.T @ mult]
+    return [_weighted_sum(c, mult) for c in rows.T]
+
+
 def _weighted_sum(values: np.ndarray, mult: np.ndarray) -> int:
     """sum(values * mult) exactly: int64 when no partial sum can overflow, else Python ints."""
     if len(values) and int(np.abs(values).max()) * int(mult.sum()) < 2**62:
@@ -321,17 +341,20 @@ def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) 
         per_dim = dim_rows(pattern.tile_layout(wl), tiling)
     rows, mult = _box_histogram(per_dim)
     kv_total, nonempty, full, ranged, real_full, range_real, total_real = rows.T
-    total, n_nonempty, n_full = (_weighted_sum(c, mult) for c in (kv_total, nonempty, full))
-    visited = {"block-sparse": nonempty, "range": ranged, "dense": kv_total}[tiling.policy]
-    n_visited = _weighted_sum(visited, mult)
+    sums = dict(zip(("total", "nonempty", "full", "range", "real_full", "range_real", "total_real"),
+                    _column_sums(rows, mult)))
+    visited_col = {"block-sparse": "nonempty", "range": "range", "dense": "total"}[tiling.policy]
+    visited = {"nonempty": nonempty, "range": ranged, "total": kv_total}[visited_col]
     if tiling.policy == "block-sparse":
-        masked = nonempty - full
+        masked, n_masked = nonempty - full, sums["nonempty"] - sums["full"]
     else:
         # NATTEN masks every visited tile unless no visited tile drops a real pair (its
         # is_fully_block_sparse); then only tiles holding padding get the padding mask.
-        real = range_real if tiling.policy == "range" else total_real
-        drops = _weighted_sum(real - real_full, mult)
-        masked = visited - full if drops == 0 else visited
+        real = "range_real" if tiling.policy == "range" else "total_real"
+        no_drops = sums[real] == sums["real_full"]  # sum over rows of (real - real_full) = 0
+        masked = visited - full if no_drops else visited
+        n_masked = sums[visited_col] - sums["full"] if no_drops else sums[visited_col]
     work = QTileWork(visited, masked, mult)
-    return TileCounts(tiling.q_tile, tiling.kv_tile, tiling.policy, total, n_full, n_nonempty - n_full,
-                      total - n_nonempty, n_visited, _weighted_sum(masked, mult), int(mult.sum()), work)
+    return TileCounts(tiling.q_tile, tiling.kv_tile, tiling.policy, sums["total"], sums["full"],
+                      sums["nonempty"] - sums["full"], sums["total"] - sums["nonempty"], sums[visited_col],
+                      n_masked, int(mult.sum()), work)

@@ -164,17 +164,9 @@ class Neighborhood(Pattern):
                 "neighborhood attention is self-attention: q length must equal kv length "
                 f"(got {wl.q_len} and {wl.kv_len}); drop --kv-seq"
             )
-        grid = wl.q_grid
-        per_dim = zip(*(self._per_dim(f, len(grid)) for f in ("window", "dilation", "stride")), grid)
-        for d, (w, dil, stride, length) in enumerate(per_dim):
-            if w * dil > length:
-                raise PatternError(
-                    f"window[{d}]={w} x dilation[{d}]={dil} exceeds tokens[{d}]={length}: "
-                    "NATTEN needs window * dilation <= length in every dimension"
-                )
-            if stride > w:
-                raise PatternError(f"stride[{d}]={stride} is larger than window[{d}]={w}: "
-                                   "NATTEN needs stride <= window")
+        problem = _grid_problem(self, wl.q_grid)
+        if problem is not None:
+            raise PatternError(problem)
 
     def layout(self, wl: Workload) -> AxisLayout:
         return _neighborhood_layout(self, wl.q_grid)
@@ -191,6 +183,23 @@ class Neighborhood(Pattern):
         if any(s > 1 for s in self.stride):
             notes.append("stride groups share the window of their centre query (causal: last query)")
         return notes
+
+
+@lru_cache(maxsize=4096)
+def _grid_problem(p: Neighborhood, grid: tuple[int, ...]) -> str | None:
+    """Why ``p`` cannot run on ``grid`` (None: it can), memoised: a prediction checks its
+    pattern several times."""
+    try:
+        per_dim = zip(*(p._per_dim(f, len(grid)) for f in ("window", "dilation", "stride")), grid)
+    except PatternError as err:
+        return str(err)
+    for d, (w, dil, stride, length) in enumerate(per_dim):
+        if w * dil > length:
+            return (f"window[{d}]={w} x dilation[{d}]={dil} exceeds tokens[{d}]={length}: "
+                    "NATTEN needs window * dilation <= length in every dimension")
+        if stride > w:
+            return f"stride[{d}]={stride} is larger than window[{d}]={w}: NATTEN needs stride <= window"
+    return None
 
 
 @lru_cache(maxsize=4096)

@@ -109,6 +109,16 @@ def test_bulk_lpt_equals_one_by_one_lpt(jobs, slots):
         _brute_lpt(durations, counts, slots), rel=1e-9)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 20), st.integers(1, 3000)), min_size=1, max_size=8),
+       st.integers(1, 300))
+def test_bulk_lpt_equals_one_by_one_lpt_at_gpu_sizes(jobs, slots):
+    """Hundreds of slots and thousands of CTAs per duration, as on an H100 (264 slots)."""
+    durations, counts = zip(*jobs)
+    assert lpt_makespan(np.array(durations), np.array(counts), slots) == pytest.approx(
+        _brute_lpt(durations, counts, slots), rel=1e-9)
+
+
 @pytest.mark.parametrize("drop,edit,match", [
     ("tile_mma_efficiency", None, "missing required field 'tile_mma_efficiency'"),
     (None, ("value: 0.75, unit: fraction", "value: 1.5, unit: fraction"), "a fraction must be at most 1"),
