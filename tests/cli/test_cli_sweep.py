@@ -58,3 +58,19 @@ def test_table_names_the_best_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 configurations (2 valid)" in out and "Best 2 by speedup" in out
     assert out.index("512") < out.index("4096")  # the smaller window is faster, so first
+
+
+def test_scheduler_without_dask_and_bad_workers_are_refused(tmp_path, capsys):
+    spec = _spec(tmp_path, "grid: {seq: [1024, 2048]}\n")
+    assert main(["sweep", spec, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "--scheduler needs --dask" in capsys.readouterr().err
+    assert main(["sweep", spec, "--dask", "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_shipped_spec_by_name(capsys):
+    assert main(["sweep", "gna-hunyuan", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["level"] == "predict" and d["points"] == 56 and d["engines"] == {"predict": 56}
+    assert main(["sweep", "no-such-spec"]) == 2
+    assert "shipped specs: gna-hunyuan, sliding-window" in capsys.readouterr().err
