@@ -176,7 +176,7 @@ def softmax_other(phase: str, b, h, n, dv, pairs) -> np.ndarray:
 
 
 def roofline_arrays(hw, dtype: str, phase: str, q: dict, b, h, n, dv) -> tuple[np.ndarray, np.ndarray]:
-    """(time_s = binding roof + launches, index of the binding roof) as in hwmodels.roofline."""
+    """(binding roof's time, index of the binding roof) per row, as hwmodels.roofline.roofs."""
     other = softmax_other(phase, b, h, n, dv, q["pairs_per_head"])
     matmul_s = q["matmul_flops"] / hw.matmul_peak(dtype)
     exp_s = q["exp"] / hw.get("exp_per_s")
@@ -189,11 +189,9 @@ def roofline_arrays(hw, dtype: str, phase: str, q: dict, b, h, n, dv) -> tuple[n
 
 
 class VectorEngine:
-    """Caches shared by every chunk of one sweep (patterns, validity, symbol values)."""
+    """Caches shared by every chunk of one sweep (workloads, patterns, validity, symbol values)."""
 
-    def __init__(self, spec: SweepSpec):
-        self.spec = spec
-        self.pattern_keys = [k for k in spec.axes if k == "pattern" or k in PATTERN_FLAGS]
+    def __init__(self):
         self._patterns: dict[tuple, Pattern | str] = {}
         self._pairs: dict[tuple, dict | str] = {}
         self._workloads: dict[tuple, Workload | str] = {}
@@ -272,7 +270,7 @@ NUMERIC_COLUMNS = ("pairs_per_head", "matmul_flops", "exp", "compulsory_bytes", 
 
 def evaluate_chunk(spec: SweepSpec, start: int, stop: int, engine: VectorEngine | None = None) -> dict:
     """Columns (numpy arrays) for grid points ``start`` .. ``stop - 1``, in grid order."""
-    engine = engine or VectorEngine(spec)
+    engine = engine or VectorEngine()
     n = stop - start
     idx = np.arange(start, stop)
     co = dict(zip(spec.axes, np.unravel_index(idx, spec.shape)))

@@ -49,7 +49,7 @@ def _chunk_task(spec: SweepSpec, start: int, stop: int) -> dict:
 
 
 def local_chunks(spec: SweepSpec, size: int | None = None) -> Iterator[tuple[int, dict]]:
-    engine = VectorEngine(spec)
+    engine = VectorEngine()
     for start, stop in chunks(spec, size):
         yield stop - start, evaluate_chunk(spec, start, stop, engine)
 
