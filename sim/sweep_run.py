@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import AttnsimError
-from .sweep_eval import VectorEngine, evaluate_chunk
+from .sweep_eval import VectorEngine, axis_array, evaluate_chunk
 from .sweep_spec import SweepSpec
 
 CHUNK_POINTS = {"roofline": 1 << 18, "predict": 256}
@@ -44,8 +44,39 @@ def chunks(spec: SweepSpec, size: int | None = None) -> list[tuple[int, int]]:
     return [(s, min(s + size, spec.points)) for s in range(0, spec.points, size)]
 
 
+_ENGINES: dict = {}  # per worker process: one engine per sweep, so its caches serve every chunk
+
+
 def _chunk_task(spec: SweepSpec, start: int, stop: int) -> dict:
-    return evaluate_chunk(spec, start, stop)
+    """One chunk on a worker, shipped compactly: result columns only (the axis columns follow
+    from the indices) and strings as codes into their distinct values."""
+    if id_of(spec) not in _ENGINES and len(_ENGINES) >= 4:
+        _ENGINES.clear()  # a long-lived worker serving many sweeps
+    engine = _ENGINES.setdefault(id_of(spec), VectorEngine())
+    cols = evaluate_chunk(spec, start, stop, engine)
+    out = {}
+    for k, v in cols.items():
+        if k in spec.axes:
+            continue
+        if v.dtype == object:
+            values, codes = np.unique(v.astype(str), return_inverse=True)
+            out[k] = ("codes", values, codes.astype(np.int32).ravel())
+        else:
+            out[k] = v
+    return out
+
+
+def id_of(spec: SweepSpec) -> str:
+    return repr((spec.axes, spec.level, spec.fixed))
+
+
+def _expand(spec: SweepSpec, start: int, stop: int, compact: dict) -> dict:
+    """The columns ``evaluate_chunk`` would have returned, from a worker's compact form."""
+    co = dict(zip(spec.axes, np.unravel_index(np.arange(start, stop), spec.shape)))
+    cols = {k: axis_array(spec.axes[k])[co[k]] for k in spec.axes}
+    for k, v in compact.items():
+        cols[k] = v[1].astype(object)[v[2]] if isinstance(v, tuple) else v
+    return cols
 
 
 def local_chunks(spec: SweepSpec, size: int | None = None) -> Iterator[tuple[int, dict]]:
@@ -69,9 +100,14 @@ def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int 
     except OSError as err:
         raise AttnsimError(f"--scheduler {scheduler}: cannot connect ({err}): check the address") from None
     try:
-        futures = [client.submit(_chunk_task, spec, a, b, pure=False) for a, b in spans]
+        # contiguous runs of chunks per worker: neighbouring points share dimensions, so each
+        # worker's memo caches (tile rows, histograms, baselines) serve more of its points
+        names = sorted(client.scheduler_info()["workers"]) or [None]
+        futures = [client.submit(_chunk_task, spec, a, b, pure=False, allow_other_workers=True,
+                                 workers=[names[i * len(names) // len(spans)]] if names[0] else None)
+                   for i, (a, b) in enumerate(spans)]
         for (a, b), fut in zip(spans, futures):
-            yield b - a, fut.result()
+            yield b - a, _expand(spec, a, b, fut.result())
     finally:
         client.close()
         if cluster is not None:
