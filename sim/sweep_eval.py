@@ -268,11 +268,13 @@ NUMERIC_COLUMNS = ("pairs_per_head", "matmul_flops", "exp", "compulsory_bytes", 
                    "baseline_time_s", "speedup", "speedup_flop")
 
 
-def evaluate_chunk(spec: SweepSpec, start: int, stop: int, engine: VectorEngine | None = None) -> dict:
-    """Columns (numpy arrays) for grid points ``start`` .. ``stop - 1``, in grid order."""
+def evaluate_chunk(spec: SweepSpec, start: int, stop: int, engine: VectorEngine | None = None,
+                   idx: np.ndarray | None = None) -> dict:
+    """Columns (numpy arrays) for grid points ``start`` .. ``stop - 1`` in grid order, or for
+    the flat grid indices ``idx`` in their order."""
     engine = engine or VectorEngine()
-    n = stop - start
-    idx = np.arange(start, stop)
+    idx = np.arange(start, stop) if idx is None else idx
+    n = len(idx)
     co = dict(zip(spec.axes, np.unravel_index(idx, spec.shape)))
     out = {k: axis_array(spec.axes[k])[co[k]] for k in spec.axes}
     numeric = NUMERIC_COLUMNS + (PREDICT_COLUMNS if spec.level == "predict" else ())

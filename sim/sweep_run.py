@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import AttnsimError
 from .sweep_eval import VectorEngine, axis_array, evaluate_chunk
+from .spec import PATTERN_FLAGS
 from .sweep_spec import SweepSpec
 
 CHUNK_POINTS = {"roofline": 1 << 18, "predict": 256}
@@ -44,16 +45,28 @@ def chunks(spec: SweepSpec, size: int | None = None) -> list[tuple[int, int]]:
     return [(s, min(s + size, spec.points)) for s in range(0, spec.points, size)]
 
 
+PATTERN_AXES = frozenset({"pattern"}) | PATTERN_FLAGS
 _ENGINES: dict = {}  # per worker process: one engine per sweep, so its caches serve every chunk
+
+
+def pattern_major(spec: SweepSpec, start: int, stop: int) -> np.ndarray:
+    """Flat grid indices of positions start..stop-1 in the grid re-ordered with the pattern's
+    axes outermost: contiguous runs of these share their pattern (and so the memo caches)."""
+    keys = sorted(spec.axes, key=lambda k: k not in PATTERN_AXES)  # stable: spec order otherwise
+    coords = np.unravel_index(np.arange(start, stop), [len(spec.axes[k]) for k in keys])
+    by_key = dict(zip(keys, coords))
+    return np.ravel_multi_index([by_key[k] for k in spec.axes], spec.shape)
 
 
 def _chunk_task(spec: SweepSpec, start: int, stop: int) -> dict:
     """One chunk on a worker, shipped compactly: result columns only (the axis columns follow
-    from the indices) and strings as codes into their distinct values."""
+    from the indices) and strings as codes into their distinct values. Tile-level chunks run in
+    pattern-major order (see dask_chunks)."""
     if id_of(spec) not in _ENGINES and len(_ENGINES) >= 4:
         _ENGINES.clear()  # a long-lived worker serving many sweeps
     engine = _ENGINES.setdefault(id_of(spec), VectorEngine())
-    cols = evaluate_chunk(spec, start, stop, engine)
+    idx = pattern_major(spec, start, stop) if spec.level == "predict" else None
+    cols = evaluate_chunk(spec, start, stop, engine, idx)
     out = {}
     for k, v in cols.items():
         if k in spec.axes:
@@ -70,13 +83,31 @@ def id_of(spec: SweepSpec) -> str:
     return repr((spec.axes, spec.level, spec.fixed))
 
 
-def _expand(spec: SweepSpec, start: int, stop: int, compact: dict) -> dict:
-    """The columns ``evaluate_chunk`` would have returned, from a worker's compact form."""
-    co = dict(zip(spec.axes, np.unravel_index(np.arange(start, stop), spec.shape)))
+def _expand(spec: SweepSpec, idx: np.ndarray, compact: dict) -> dict:
+    """The columns ``evaluate_chunk`` returns for grid indices ``idx``, from a worker's compact form."""
+    co = dict(zip(spec.axes, np.unravel_index(idx, spec.shape)))
     cols = {k: axis_array(spec.axes[k])[co[k]] for k in spec.axes}
     for k, v in compact.items():
         cols[k] = v[1].astype(object)[v[2]] if isinstance(v, tuple) else v
     return cols
+
+
+def _in_grid_order(spec: SweepSpec, spans, futures, size: int):
+    """Pattern-major chunks (tile level) gathered, then handed on in grid order."""
+    idx = np.concatenate([pattern_major(spec, a, b) for a, b in spans])
+    cols = _expand(spec, idx, {k: _join([f[k] for f in futures]) for k in futures[0]})
+    order = np.argsort(idx, kind="stable")
+    cols = {k: v[order] for k, v in cols.items()}
+    for a in range(0, spec.points, size):
+        yield min(size, spec.points - a), {k: v[a:a + size] for k, v in cols.items()}
+
+
+def _join(parts: list):
+    """Concatenate one column's compact parts (arrays, or string codes with their values)."""
+    if not isinstance(parts[0], tuple):
+        return np.concatenate(parts)
+    values = np.unique(np.concatenate([p[1] for p in parts]))
+    return "codes", values, np.concatenate([np.searchsorted(values, p[1])[p[2]] for p in parts])
 
 
 def local_chunks(spec: SweepSpec, size: int | None = None) -> Iterator[tuple[int, dict]]:
@@ -100,14 +131,14 @@ def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int 
     except OSError as err:
         raise AttnsimError(f"--scheduler {scheduler}: cannot connect ({err}): check the address") from None
     try:
-        # contiguous runs of chunks per worker: neighbouring points share dimensions, so each
-        # worker's memo caches (tile rows, histograms, baselines) serve more of its points
-        names = sorted(client.scheduler_info()["workers"]) or [None]
-        futures = [client.submit(_chunk_task, spec, a, b, pure=False, allow_other_workers=True,
-                                 workers=[names[i * len(names) // len(spans)]] if names[0] else None)
-                   for i, (a, b) in enumerate(spans)]
+        # tasks go to whichever worker is free (pinning contiguous runs to one worker each
+        # unbalanced them: large windows cost more than small ones)
+        futures = [client.submit(_chunk_task, spec, a, b, pure=False) for a, b in spans]
+        if spec.level == "predict":
+            yield from _in_grid_order(spec, spans, [f.result() for f in futures], CHUNK_POINTS[spec.level])
+            return
         for (a, b), fut in zip(spans, futures):
-            yield b - a, _expand(spec, a, b, fut.result())
+            yield b - a, _expand(spec, np.arange(a, b), fut.result())
     finally:
         client.close()
         if cluster is not None:

@@ -193,14 +193,28 @@ def test_huge_grid_needs_yes():
     s.check_size(yes=True)
 
 
-def test_dask_local_cluster_equals_single_process():
+@pytest.mark.parametrize("level", ["roofline", "predict"])
+def test_dask_local_cluster_equals_single_process(level):
+    """Roofline chunks stream in grid order; tile-level chunks run pattern-major on the workers
+    and come back re-ordered: both equal the single-process sweep, column for column."""
     pytest.importorskip("dask.distributed")
     from attnsim.sweep_run import dask_chunks
 
-    spec = parse_spec({"grid": {"pattern": ["sliding", "sinks"], "window": [64, 300], "seq": [1024, 4096],
-                                "heads": [4, 8], "phase": ["fwd", "bwd"]}})
+    spec = parse_spec({"level": level, "grid": {"heads": [4, 8], "pattern": ["sliding", "sinks"], "window": [64, 300],
+                                                "seq": [1024, 4096], "phase": ["fwd", "bwd"]}})
     local = run_sweep(spec, keep=True)
     dist = run_sweep(spec, source=dask_chunks(spec, None, 2, size=5), keep=True)
+    assert list(dist.kept) == list(local.kept)
     for k, v in local.kept.items():
         np.testing.assert_array_equal(dist.kept[k], v)
     assert dist.points == local.points == 32 and local.valid > 0
+
+
+def test_pattern_major_order_is_a_permutation_with_patterns_outermost():
+    from attnsim.sweep_run import pattern_major
+
+    spec = parse_spec({"grid": {"seq": [1, 2, 3], "pattern": "sliding", "window": [7, 8], "heads": [1, 2]}})
+    idx = pattern_major(spec, 0, spec.points)
+    assert sorted(idx) == list(range(spec.points))
+    windows = [spec.axes["window"][np.unravel_index(i, spec.shape)[2]] for i in idx]
+    assert windows == [7] * 6 + [8] * 6
