@@ -58,6 +58,26 @@ class Profile:
         return out
 
 
+_DERIVED: dict[int, tuple[Profile, dict]] = {}
+
+
+def derived(hw: Profile, key, make):
+    """``make()`` memoised per profile object and ``key``: constants derived from a profile's
+    fields (per-SM rates, per-tile costs) that a sweep would otherwise rebuild for every
+    configuration. Profiles are frozen; the entry holds the profile, so its id is not reused."""
+    entry = _DERIVED.get(id(hw))
+    if entry is None or entry[0] is not hw:
+        if len(_DERIVED) > 64:
+            _DERIVED.clear()
+        entry = _DERIVED[id(hw)] = (hw, {})
+    cache = entry[1]
+    if key not in cache:
+        if len(cache) > 4096:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys (plain YAML keeps the last one silently)."""
 

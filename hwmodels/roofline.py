@@ -26,23 +26,27 @@ def roofs(counts: Counts, hw: Profile) -> tuple[dict[str, float], list[str]]:
     if hw.kind not in ("gpu", "cpu"):
         raise PricingError(f"no roofline model for kind {hw.kind!r} yet")
     f = counts.flops
-    matmul_s = f.matmul / hw.matmul_peak(counts.workload.dtype)
-    exp_s = f.exp / hw.get("exp_per_s")
-    other_s = f.softmax_other / hw.get("vector_flops_per_s")
-    memory_s = counts.bytes.compulsory / hw.get("memory_bw_bytes_per_s")
+    out = roof_times(hw, counts.workload.dtype, f.matmul, f.exp, f.softmax_other, counts.bytes.compulsory)
     notes = [f"matmul at the dense {counts.workload.dtype} peak of {hw.name}",
-             "memory roof: compulsory bytes at peak DRAM/HBM bandwidth (perfect reuse on chip)"]
+             "memory roof: compulsory bytes at peak DRAM/HBM bandwidth (perfect reuse on chip)",
+             "exp on the special-function units, other softmax work on FP32 cores, tensor cores, "
+             "SFUs and memory overlap perfectly" if hw.kind == "gpu" else
+             "CPU: exp and other softmax work share the vector units; compute and memory overlap perfectly"]
+    return out, notes
+
+
+def roof_times(hw: Profile, dtype: str, matmul_flops: int, exp: int, other_flops: int,
+               compulsory_bytes: int) -> dict[str, float]:
+    """Seconds per roof (GPU or CPU profile)."""
+    matmul_s = matmul_flops / hw.matmul_peak(dtype)
+    exp_s = exp / hw.get("exp_per_s")
+    other_s = other_flops / hw.get("vector_flops_per_s")
+    memory_s = compulsory_bytes / hw.get("memory_bw_bytes_per_s")
     if hw.kind == "gpu":
         # exp runs on the SFU (MUFU), the rest of softmax on the FP32 pipes: separate roofs.
-        out = {"matmul": matmul_s, "exp": exp_s, "softmax": other_s, "memory": memory_s}
-        notes.append("exp on the special-function units, other softmax work on FP32 cores, "
-                     "tensor cores, SFUs and memory overlap perfectly")
-    else:
-        # A CPU evaluates exp with vector instructions on the same units as the other work.
-        out = {"matmul": matmul_s, "softmax": exp_s + other_s, "memory": memory_s}
-        notes.append("CPU: exp and other softmax work share the vector units; compute and "
-                     "memory overlap perfectly")
-    return out, notes
+        return {"matmul": matmul_s, "exp": exp_s, "softmax": other_s, "memory": memory_s}
+    # A CPU evaluates exp with vector instructions on the same units as the other work.
+    return {"matmul": matmul_s, "softmax": exp_s + other_s, "memory": memory_s}
 
 
 def roofline(counts: Counts, hw: Profile) -> Roofline:

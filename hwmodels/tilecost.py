@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from attnsim.counting import BWD_SOFTMAX_OPS_PER_PAIR, FWD_SOFTMAX_OPS_PER_PAIR, LSE_BYTES, Counts
+from attnsim.counting import BWD_SOFTMAX_OPS_PER_PAIR, FWD_SOFTMAX_OPS_PER_PAIR, LSE_BYTES, Bytes, Counts
+from attnsim.tiles import TileCounts
 
-from .profile import Profile
+from attnsim.workload import Workload
+
+from .profile import Profile, derived
 from .scheduling import lpt_makespan
 
 KERNEL_PASSES = {"fwd": ("fwd",), "decode": ("fwd",), "bwd": ("bwd",), "fwd+bwd": ("fwd", "bwd")}
@@ -72,10 +75,30 @@ class TileTime:
         return sum(self.breakdown_s.values())
 
 
-def _pass_costs(counts: Counts, kernel: str, hw: Profile, r: Rates) -> tuple[dict, float, float, float]:
-    """Per-tile pipe times, masked-tile extra, per-CTA time and compulsory bytes of one pass."""
-    wl, t = counts.workload, counts.tiles
-    tq, tk = math.prod(t.q_tile), math.prod(t.kv_tile)
+@dataclass(frozen=True)
+class PassUnit:
+    """What one CTA's tiles cost in one pass: per-tile pipe times, the pipe that paces a tile,
+    the extra of a masked tile, a fixed per-tile overhead and the per-CTA prologue/epilogue."""
+
+    pipes: dict[str, float]
+    pipe: str
+    mask_s: float
+    overhead_s: float
+    cta_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {**self.pipes, "mask": self.mask_s, "tile_overhead": self.overhead_s, "cta": self.cta_s}
+
+
+def pass_unit(wl: Workload, q_tile: tuple, kv_tile: tuple, kernel: str, hw: Profile) -> PassUnit:
+    """The per-tile and per-CTA costs of one pass; they depend on the workload, the tile shape
+    and the device only, so they are memoised per profile (a sweep varies the pattern)."""
+    return derived(hw, ("pass_unit", wl, q_tile, kv_tile, kernel), lambda: _pass_unit(wl, q_tile, kv_tile, kernel, hw))
+
+
+def _pass_unit(wl: Workload, q_tile: tuple, kv_tile: tuple, kernel: str, hw: Profile) -> PassUnit:
+    r = rates(hw, wl.dtype)
+    tq, tk = math.prod(q_tile), math.prod(kv_tile)
     dqk, dv, e, eo = wl.qk_head_dim, wl.v_head_dim, wl.element_bytes, wl.output_bytes
     scores = tq * tk
     if kernel == "fwd":
@@ -83,26 +106,28 @@ def _pass_costs(counts: Counts, kernel: str, hw: Profile, r: Rates) -> tuple[dic
         other = scores * FWD_SOFTMAX_OPS_PER_PAIR + tq * dv  # + rescale of the O accumulator
         load = tk * (dqk + dv) * e                # K and V tiles
         cta_bytes = tq * (dqk * e + dv * eo + LSE_BYTES)
-        n_exp = scores
     else:
         mm = 2 * (3 * dqk + 2 * dv)               # S recompute, dP, dV, dQ, dK
         other = scores * BWD_SOFTMAX_OPS_PER_PAIR
         load = tq * (dqk + dv) * e + 2 * tq * LSE_BYTES  # Q and dO tiles, LSE and delta
         cta_bytes = 2 * tk * (dqk + dv) * e       # K, V in; dK, dV out
-        n_exp = scores
-    pipes = {"mma": scores * mm / r.mma_flops, "exp": n_exp / r.exp,
+    pipes = {"mma": scores * mm / r.mma_flops, "exp": scores / r.exp,
              "softmax": other / r.vector_flops, "load": load / r.l2_bytes}
     # Integer compares and selects issue one per lane per clock: half the FMA FLOP rate.
     mask_s = scores * hw.get("mask_ops_per_score") / (r.vector_flops / 2)
     cta_s = hw.get("cta_overhead_cycles") / r.clock_hz + cta_bytes / r.hbm_bytes
-    return pipes, mask_s, cta_s, _pass_bytes(counts, kernel)
+    return PassUnit(pipes, max(pipes, key=pipes.get), mask_s, hw.get("tile_overhead_cycles") / r.clock_hz, cta_s)
 
 
-def _pass_bytes(counts: Counts, kernel: str) -> float:
-    by = counts.bytes.by_tensor
-    if counts.workload.phase == "fwd+bwd":
+def rates(hw: Profile, dtype: str) -> Rates:
+    return derived(hw, ("rates", dtype), lambda: Rates.of(hw, dtype))
+
+
+def _pass_bytes(traffic: Bytes, phase: str, kernel: str) -> float:
+    by = traffic.by_tensor
+    if phase == "fwd+bwd":
         return sum(v for k, v in by.items() if k.startswith(kernel + "_"))
-    return counts.bytes.compulsory
+    return traffic.compulsory
 
 
 def _split_kv(work, heads: int, r: Rates) -> int:
@@ -111,38 +136,71 @@ def _split_kv(work, heads: int, r: Rates) -> int:
     return int(max(1, min(int(work.visited.max(initial=1)), r.slots // max(ctas, 1))))
 
 
-def _one_pass(counts: Counts, kernel: str, hw: Profile, r: Rates, out: dict) -> tuple[str, int, float, dict]:
-    wl, work = counts.workload, counts.tiles.work
-    pipes, mask_s, cta_s, hbm_bytes = _pass_costs(counts, kernel, hw, r)
-    pipe = max(pipes, key=pipes.get)
-    overhead_s = hw.get("tile_overhead_cycles") / r.clock_hz
-    unit = {**pipes, "mask": mask_s, "tile_overhead": overhead_s, "cta": cta_s}
-    heads = wl.heads_total
+@dataclass(frozen=True)
+class PassSchedule:
+    """One pass's CTAs on the SM slots: the pacing pipe, the makespan, the compute parts (which
+    with the wave-quantization gap add up to the makespan), CTAs and KV splits."""
+
+    pipe: str
+    makespan_s: float
+    parts: dict[str, float]
+    ctas: int
+    splits: int
+    unit: PassUnit
+
+
+def pass_schedule(wl: Workload, tiles: TileCounts, kernel: str, hw: Profile) -> PassSchedule:
+    """Memoised per profile by (workload, tile shape, work histogram, pass): a sweep over
+    windows meets the same per-Q-tile work histogram many times (the memo holds the
+    histogram, so its id stays unique while cached)."""
+    key = ("schedule", wl, tiles.q_tile, tiles.kv_tile, id(tiles.work), kernel)
+    work, sched = derived(hw, key, lambda: (tiles.work, _pass_schedule(wl, tiles, kernel, hw)))
+    return sched if work is tiles.work else _pass_schedule(wl, tiles, kernel, hw)
+
+
+def _pass_schedule(wl: Workload, tiles: TileCounts, kernel: str, hw: Profile) -> PassSchedule:
+    r = rates(hw, wl.dtype)
+    u = pass_unit(wl, tiles.q_tile, tiles.kv_tile, kernel, hw)
+    work, heads = tiles.work, wl.heads_total
     splits = _split_kv(work, heads, r) if wl.phase == "decode" else 1
     visited, masked = (work.visited, work.masked) if splits == 1 else (-(-work.visited // splits),
                                                                       -(-work.masked // splits))
     mult = work.count * (heads * splits)
     c = r.ctas_per_unit  # a CTA sharing its SM with c-1 others runs c times slower
-    durations = c * (cta_s + visited * (pipes[pipe] + overhead_s) + masked * mask_s)
+    durations = c * (u.cta_s + visited * (u.pipes[u.pipe] + u.overhead_s) + masked * u.mask_s)
     makespan = lpt_makespan(durations, mult, r.slots)
     tiles_run, masked_run, ctas = int(visited @ mult), int(masked @ mult), int(mult.sum())
-    parts = {f"mainloop.{pipe}": c * tiles_run * pipes[pipe] / r.slots,
-             "tile_overhead": c * tiles_run * overhead_s / r.slots,
-             "masking": c * masked_run * mask_s / r.slots,
-             "cta_prologue_epilogue": c * ctas * cta_s / r.slots}
+    parts = {f"mainloop.{u.pipe}": c * tiles_run * u.pipes[u.pipe] / r.slots,
+             "tile_overhead": c * tiles_run * u.overhead_s / r.slots,
+             "masking": c * masked_run * u.mask_s / r.slots,
+             "cta_prologue_epilogue": c * ctas * u.cta_s / r.slots}
     parts["wave_quantization"] = max(0.0, makespan - sum(parts.values()))
-    parts["memory_floor"] = max(0.0, hbm_bytes / hw.get("memory_bw_bytes_per_s") - makespan)
-    parts["launch"] = (KERNELS[kernel] + (splits > 1)) * hw.get("launch_overhead_s")
-    for name, value in parts.items():
-        out[name] = out.get(name, 0.0) + value
-    return pipe, ctas, ctas / r.slots, unit
+    return PassSchedule(u.pipe, makespan, parts, ctas, splits, u)
 
 
-def permutation_s(counts: Counts, padded: tuple[int, int], hw: Profile) -> float:
+def tile_breakdown(wl: Workload, tiles: TileCounts, traffic: Bytes, hw: Profile,
+                   padded: tuple[int, int] | None) -> tuple[dict[str, float], dict[str, PassSchedule]]:
+    """The named time components (seconds, adding up to the prediction) and each pass's
+    schedule, from a workload's tile counts and compulsory traffic."""
+    out: dict[str, float] = {}
+    passes = {}
+    for kernel in KERNEL_PASSES[wl.phase]:
+        sched = passes[kernel] = pass_schedule(wl, tiles, kernel, hw)
+        parts = dict(sched.parts)
+        hbm_s = _pass_bytes(traffic, wl.phase, kernel) / hw.get("memory_bw_bytes_per_s")
+        parts["memory_floor"] = max(0.0, hbm_s - sched.makespan_s)
+        parts["launch"] = (KERNELS[kernel] + (sched.splits > 1)) * hw.get("launch_overhead_s")
+        for name, value in parts.items():
+            out[name] = out.get(name, 0.0) + value
+    if padded is not None:
+        out["token_permutation"] = permutation_s(wl, padded, hw)
+    return out, passes
+
+
+def permutation_s(wl: Workload, padded: tuple[int, int], hw: Profile) -> float:
     """NATTEN token permutation: copy Q, K, V into the tiled layout (padding to tile multiples)
     and O back, reading and writing every element once; one kernel per tensor. The backward
     permutes dO in and dQ, dK, dV out (and Q, K, V, O again when run on its own)."""
-    wl = counts.workload
     q_pad, kv_pad = padded  # tokens per problem in the permuted (padded) layout
     b, e, eo = wl.batch, wl.element_bytes, wl.output_bytes
     q = b * wl.q_heads * (wl.q_len + q_pad) * wl.qk_head_dim * e
@@ -158,16 +216,12 @@ def tile_time(counts: Counts, hw: Profile, padded: tuple[int, int] | None = None
     """Tile-level time of ``counts`` (which must carry tile counts) on a GPU profile.
     ``padded``: query and key tokens in NATTEN's permuted layout, or None when the kernel
     reads the tokens in place (1D blocks, FlexAttention)."""
-    rates = Rates.of(hw, counts.workload.dtype)
-    breakdown: dict[str, float] = {}
-    pipes, ctas, waves, unit = {}, {}, {}, {}
-    for kernel in KERNEL_PASSES[counts.workload.phase]:
-        pipes[kernel], ctas[kernel], waves[kernel], unit[kernel] = _one_pass(counts, kernel, hw, rates, breakdown)
-    if padded is not None:
-        breakdown["token_permutation"] = permutation_s(counts, padded, hw)
+    wl = counts.workload
+    breakdown, passes = tile_breakdown(wl, counts.tiles, counts.bytes, hw, padded)
+    slots = rates(hw, wl.dtype).slots
     notes = ASSUMPTIONS
-    if counts.workload.phase == "decode":
+    if wl.phase == "decode":
         notes += ("decode: split-KV (FlashDecoding) so that (head, Q tile) x splits fills the SM "
                   "slots, plus one combine kernel",)
-    return TileTime(breakdown, pipes, unit, ctas, waves, notes)
-
+    return TileTime(breakdown, {k: p.pipe for k, p in passes.items()}, {k: p.unit.as_dict() for k, p in passes.items()},
+                    {k: p.ctas for k, p in passes.items()}, {k: p.ctas / slots for k, p in passes.items()}, notes)

@@ -5,7 +5,8 @@ because GPUs run them on a separate, much slower unit (the SFU/MUFU).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from .patterns.base import Pattern
 from .tiles import POLICY_NOTES, TileCounts, Tiling, count_tiles
@@ -166,10 +167,20 @@ def _graph_counts(wl: Workload, graph, pairs_dense: int) -> tuple[Flops, Bytes, 
     return flops, Bytes(by_tensor, sum(by_tensor.values()), unfused), tuple(kernels(graph))
 
 
+@lru_cache(maxsize=1024)
+def _matmul_flops_per_pair(wl: Workload) -> int:
+    return _flops(wl, 1).matmul
+
+
+@lru_cache(maxsize=4096)
+def _described(pattern: Pattern) -> str:
+    return pattern.describe()  # a sweep counts each pattern with its baseline, both described
+
+
 def _executed_flops(wl: Workload, graph, flops: Flops, pairs: int, visited_pairs: int) -> int:
     """Matmul FLOPs with every (query, key) slot of the visited tiles computed, masked or not."""
     if graph is None:  # matmul FLOPs of one pair in every head, times the visited slots
-        return _flops(wl, 1).matmul * visited_pairs
+        return _matmul_flops_per_pair(wl) * visited_pairs
     from .patterns.opgraph import ops_of
 
     per_pair = sum(op.matmul_flops for op in ops_of(graph) if op.per_pair)
@@ -192,10 +203,12 @@ def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Count
     tiles, notes = None, []
     if tiling is not None:
         tiles = count_tiles(wl, pattern, tiling)
-        flops = replace(flops, executed=_executed_flops(wl, graph, flops, pairs, tiles.visited_pairs))
+        f = flops
+        flops = Flops(f.by_op, f.qk, f.pv, f.exp, f.softmax_other,
+                      executed=_executed_flops(wl, graph, flops, pairs, tiles.visited_pairs))
         notes = [POLICY_NOTES[tiles.policy]]
     return Counts(
-        workload=wl, pattern=pattern.describe(), pairs_per_head=pairs,
+        workload=wl, pattern=_described(pattern), pairs_per_head=pairs,
         dense_pairs_per_head=dense_pairs, touched_keys=touched,
         flops=flops, bytes=bytes_,
         assumptions=tuple(ASSUMPTIONS + pattern.assumptions(wl) + notes), tiles=tiles,

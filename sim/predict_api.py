@@ -197,15 +197,26 @@ def predict(workload: Workload, pattern: Pattern, hw: Profile | str,
                           price(count(workload, baseline), profile))
     if not isinstance(tiling, Tiling):
         tiling = (tiling or TilingRequest()).resolve(workload, pattern, profile)
-    fused = profile.natten_tiles
-    # CUTLASS-2.x FNA (Ampere/Ada) tiles the grid in place; Hopper/Blackwell FNA permute tokens.
-    padded = None if fused and not fused.token_permute else permuted_tokens(workload, pattern, tiling)
+    padded = padded_tokens(workload, pattern, tiling, profile)
     counts = count(workload, pattern, tiling)
-    # A pattern the tile model cannot price (several kernels) is compared with a baseline priced
-    # at the same level (roofline + launches), never with the tile model's overheads.
-    same_level = tiled_kernel(counts, profile)
+    baseline_priced = priced_baseline(workload, baseline, tiling, profile, padded, tiled_kernel(counts, profile),
+                                      {} if baseline_cache is None else baseline_cache)
+    return Prediction(profile, price(counts, profile, padded), baseline_priced)
+
+
+def padded_tokens(workload: Workload, pattern: Pattern, tiling: Tiling, profile: Profile) -> tuple[int, int] | None:
+    """Tokens per problem in NATTEN's permuted layout, or None when the kernel tiles in place:
+    CUTLASS-2.x FNA (Ampere/Ada) tiles the grid in place; Hopper/Blackwell FNA permute tokens."""
+    fused = profile.natten_tiles
+    return None if fused and not fused.token_permute else permuted_tokens(workload, pattern, tiling)
+
+
+def priced_baseline(workload: Workload, baseline: Pattern, tiling: Tiling, profile: Profile,
+                    padded: tuple[int, int] | None, same_level: bool, cache: dict) -> Priced:
+    """The baseline tiled like the pattern, priced once per key in ``cache``. A pattern the tile
+    model cannot price (several kernels, ``same_level`` False) is compared with a baseline
+    priced at the same level (roofline + launches), never with the tile model's overheads."""
     key = (workload, baseline, tiling, id(profile), padded, same_level)
-    cache = {} if baseline_cache is None else baseline_cache
     if key not in cache:
         cache[key] = price(count(workload, baseline, tiling), profile, padded, tile_model=same_level)
-    return Prediction(profile, price(counts, profile, padded), cache[key])
+    return cache[key]

@@ -6,6 +6,8 @@ Errors name flags as the CLI spells them (``--window``); case YAMLs use the same
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .errors import AttnsimError, PatternError
 from .patterns import (MLA, REGISTRY, Agent, Causal, Dense, Graph, Halo, Hyper, Linear, MoBA, Neighborhood, Pattern, Sliding,
                        Power, Sinks, SlidingTile, Swin)
@@ -16,6 +18,13 @@ def parse_dims(flag: str, text: str | None, minimum: int = 1) -> tuple[int, ...]
     """'30x48x80' -> (30, 48, 80); '512' -> (512,)."""
     if text is None:
         return None
+    if isinstance(text, (str, int)):  # memoised: a sweep parses the same few values per config
+        return _parse_dims(flag, text, minimum)
+    return _parse_dims.__wrapped__(flag, text, minimum)
+
+
+@lru_cache(maxsize=4096, typed=True)  # typed: True is not 1 here
+def _parse_dims(flag: str, text, minimum: int) -> tuple[int, ...]:
     try:
         dims = tuple(int(p) for p in str(text).lower().split("x"))
     except ValueError:

@@ -9,13 +9,16 @@ the pattern's own symbol values are computed once per distinct (pattern, lengths
 not per row. Every other row (multi-op patterns, forms with no closed form, systolic/optical
 targets) runs the exact count and price, one config at a time — same numbers, slower.
 
-*Predict level*: every row runs ``attnsim.predict`` (tile counts, tile-level or calibrated
-kernel model), as the CLI would.
+*Predict level*: every row gets ``attnsim.predict``'s numbers (tile counts, tile-level or
+calibrated kernel model), as the CLI would; rows the GPU tile model prices compute only the
+sweep's columns, without predict's report objects (``attnsim.sweep_tile``).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import fields
 from functools import lru_cache
+from operator import itemgetter
 
 import numpy as np
 
@@ -23,17 +26,20 @@ from .counting import BWD_SOFTMAX_OPS_PER_PAIR, FWD_SOFTMAX_OPS_PER_PAIR, count
 from .errors import AttnsimError
 from .formulas import _lambdified, formula, values
 from .hwmodels import load_profile
+from .hwmodels.calibration import load_overlay
 from .hwmodels.roofline import KERNELS_PER_PHASE
 from .patterns import Pattern
 from .predict_api import predict, price
 from .spec import PATTERN_FLAGS, build_pattern, build_workload, parse_dims
 from .sweep_spec import WORKLOAD_KEYS, SweepSpec
+from .sweep_tile import tile_row, vectorisable
 from .tiles import TilingRequest
 from .workload import DTYPES, OUTPUT_BYTES, Workload
 
 ROOFS = {"gpu": ("matmul", "exp", "softmax", "memory"), "cpu": ("matmul", "softmax", "memory")}
 WORKLOAD_SYMBOLS = frozenset("B H Hkv N M D Dv e eo".split())
 PATTERN_KEYS = ("pattern", *sorted(PATTERN_FLAGS))
+_pattern_key = itemgetter(*PATTERN_KEYS)  # the flags that decide a pattern, as a tuple
 PREDICT_COLUMNS = ("speedup_tile", "speedup_roofline")
 
 
@@ -44,9 +50,7 @@ def profile(name: str):
 
 def flags_at(spec: SweepSpec, coords: dict) -> dict:
     """The CLI flag dict of one grid point (unset flags None, as click would give them)."""
-    f = {k: None for k in ("seq", "tokens", "kv_seq", "kv_heads", "v_head_dim", "q_tile", "kv_tile", "policy")}
-    f.update({k: None for k in PATTERN_FLAGS})
-    f.update(spec.fixed)
+    f = spec.base_flags.copy()
     f.update({k: spec.axes[k][coords[k]] for k in spec.axes})
     return f
 
@@ -79,6 +83,10 @@ def exact_row(f: dict, level: str, engine: "VectorEngine | None" = None) -> dict
                                    f["policy"]) if pattern.tileable else None
             if len(_BASELINES) > 10_000:
                 _BASELINES.clear()
+            free = engine.overlay_free(hw) if engine is not None else None
+            row = tile_row(wl, pattern, hw, tiling, baseline, _BASELINES, free) if tiling is not None else None
+            if row is not None:  # the GPU tile model's numbers, without predict's report objects
+                return row
             r = predict(wl, pattern, hw, tiling, baseline, baseline_cache=_BASELINES)
             s = r.speedup_vs_dense
             c, p = r.pattern.counts, r.pattern
@@ -104,13 +112,6 @@ def _ratio(a, b):
 
 
 # ------------------------------------------------------------------------- vectorised engine
-def vectorisable(pattern: Pattern) -> bool:
-    """A single fused mask kernel: counts follow from pairs by the mask rule (no op graph, no
-    change of the workload the kernel runs)."""
-    cls = type(pattern)
-    return cls.op_graph is Pattern.op_graph and cls.effective_workload is Pattern.effective_workload
-
-
 def form_key(pattern: Pattern) -> tuple:
     """What decides the *shape* of a pattern's closed form: its type and non-numeric fields
     (integers become symbols; a tuple of integers keeps only its length, the grid rank).
@@ -195,17 +196,27 @@ class VectorEngine:
         self._patterns: dict[tuple, Pattern | str] = {}
         self._pairs: dict[tuple, dict | str] = {}
         self._workloads: dict[tuple, Workload | str] = {}
+        self._overlays: dict[str, tuple[float, bool]] = {}
 
     def pattern(self, f: dict, which: str = "pattern") -> Pattern | str:
         from .cli.options import BASELINES
 
-        key = (which, f["baseline"]) if which == "baseline" else tuple(f[k] for k in PATTERN_KEYS)
+        key = (which, f["baseline"]) if which == "baseline" else _pattern_key(f)
         if key not in self._patterns:
             try:
                 self._patterns[key] = BASELINES[f["baseline"]]() if which == "baseline" else build_pattern(f)
             except AttnsimError as err:
                 self._patterns[key] = str(err)
         return self._patterns[key]
+
+    def overlay_free(self, hw) -> bool:
+        """No calibration overlay next to ``hw``, re-checked at most once a second: a file stat
+        per row costs more than pricing the row (5x more on a Dask worker)."""
+        now = time.monotonic()
+        seen = self._overlays.get(hw.name)
+        if seen is None or now - seen[0] > 1.0:
+            seen = self._overlays[hw.name] = (now, load_overlay(hw) is None)
+        return seen[1]
 
     def workload(self, f: dict) -> Workload | str:
         key = tuple(f[k] for k in WORKLOAD_KEYS)

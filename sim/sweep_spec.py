@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -57,6 +58,14 @@ class SweepSpec:
     best: str = "speedup"                # column the summary ranks by (highest first; *_s: lowest)
     name: str = "sweep"
     fixed: dict = field(default_factory=dict)  # defaults the grid does not set
+
+    @cached_property
+    def base_flags(self) -> dict:
+        """The flags every point shares, unset ones None (as click would give them)."""
+        f = {k: None for k in ("seq", "tokens", "kv_seq", "kv_heads", "v_head_dim", "q_tile", "kv_tile", "policy")}
+        f.update({k: None for k in PATTERN_FLAGS})
+        f.update(self.fixed)
+        return f
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -217,10 +217,11 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _UNIQUE[key]
 
 
-def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct per-box rows (AxisTiles columns) and their multiplicities. Each column of a box
-    is the product of its dimensions' columns: a box tile is empty if empty in some dimension,
-    full (or real-full, or real) only if so in all, and the range is a product of ranges."""
+def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Distinct per-box rows (AxisTiles columns), their multiplicities, and a key that names
+    them (for memos downstream). Each column of a box is the product of its dimensions'
+    columns: a box tile is empty if empty in some dimension, full (or real-full, or real) only
+    if so in all, and the range is a product of ranges."""
     width = per_dim_rows[0].shape[1]
     rows, mult = np.ones((1, width), dtype=np.int64), np.ones(1, dtype=np.int64)
     key: tuple = ()
@@ -238,7 +239,7 @@ def _box_histogram(per_dim_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
                 _PREFIX.clear()
             _PREFIX[key] = merged
         rows, mult = _PREFIX[key]
-    return rows, mult
+    return rows, mult, key
 
 
 _PREFIX: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -339,22 +340,37 @@ def count_tiles(wl: Workload, pattern: Pattern, tiling: Tiling | TilingRequest) 
         per_dim = [pattern.tile_rows(wl, tiling.q_tile[0], tiling.kv_tile[0])]
     else:
         per_dim = dim_rows(pattern.tile_layout(wl), tiling)
-    rows, mult = _box_histogram(per_dim)
+    rows, mult, key = _box_histogram(per_dim)
+    if (key, tiling.policy) not in _SUMMARIES:
+        if len(_SUMMARIES) > 4096:
+            _SUMMARIES.clear()
+        _SUMMARIES[key, tiling.policy] = _summary(rows, mult, tiling.policy)
+    sums, visited, n_masked, work = _SUMMARIES[key, tiling.policy]
+    return TileCounts(tiling.q_tile, tiling.kv_tile, tiling.policy, sums["total"], sums["full"],
+                      sums["nonempty"] - sums["full"], sums["total"] - sums["nonempty"], visited,
+                      n_masked, int(mult.sum()), work)
+
+
+# memo of _summary by box histogram and policy: a sweep meets the same histogram many times
+_SUMMARIES: dict[tuple, tuple[dict, int, int, QTileWork]] = {}
+
+
+def _summary(rows: np.ndarray, mult: np.ndarray, policy: str) -> tuple[dict, int, int, QTileWork]:
+    """(column sums, visited tiles, masked tiles, per-Q-tile work) of a box histogram."""
     kv_total, nonempty, full, ranged, real_full, range_real, total_real = rows.T
     sums = dict(zip(("total", "nonempty", "full", "range", "real_full", "range_real", "total_real"),
                     _column_sums(rows, mult)))
-    visited_col = {"block-sparse": "nonempty", "range": "range", "dense": "total"}[tiling.policy]
+    visited_col = {"block-sparse": "nonempty", "range": "range", "dense": "total"}[policy]
     visited = {"nonempty": nonempty, "range": ranged, "total": kv_total}[visited_col]
-    if tiling.policy == "block-sparse":
+    if policy == "block-sparse":
         masked, n_masked = nonempty - full, sums["nonempty"] - sums["full"]
     else:
         # NATTEN masks every visited tile unless no visited tile drops a real pair (its
         # is_fully_block_sparse); then only tiles holding padding get the padding mask.
-        real = "range_real" if tiling.policy == "range" else "total_real"
+        real = "range_real" if policy == "range" else "total_real"
         no_drops = sums[real] == sums["real_full"]  # sum over rows of (real - real_full) = 0
         masked = visited - full if no_drops else visited
         n_masked = sums[visited_col] - sums["full"] if no_drops else sums[visited_col]
-    work = QTileWork(visited, masked, mult)
-    return TileCounts(tiling.q_tile, tiling.kv_tile, tiling.policy, sums["total"], sums["full"],
-                      sums["nonempty"] - sums["full"], sums["total"] - sums["nonempty"], sums[visited_col],
-                      n_masked, int(mult.sum()), work)
+    for a in (visited, masked):
+        a.setflags(write=False)
+    return sums, sums[visited_col], n_masked, QTileWork(visited, masked, mult)

@@ -218,3 +218,84 @@ def test_pattern_major_order_is_a_permutation_with_patterns_outermost():
     assert sorted(idx) == list(range(spec.points))
     windows = [spec.axes["window"][np.unravel_index(i, spec.shape)[2]] for i in idx]
     assert windows == [7] * 6 + [8] * 6
+
+
+def test_tile_level_sweeps_run_pattern_major_and_keep_grid_order():
+    """A local tile-level sweep computes pattern-major chunks (progress as they finish) and hands
+    every column on in grid order: equal to evaluating the grid in order."""
+    from attnsim.sweep_run import local_chunks
+
+    spec = parse_spec({"level": "predict", "grid": {"heads": [2, 4], "pattern": "neighborhood", "tokens": "16x16",
+                                                    "window": ["3x3", "5x5", "7x7"], "stride": ["1x1", "2x2"]}})
+    done: list[int] = []
+    result = run_sweep(spec, source=local_chunks(spec, size=5), keep=True, progress=done.append)
+    direct = evaluate_chunk(spec, 0, spec.points)
+    assert list(result.kept) == list(direct)
+    for k, v in direct.items():
+        np.testing.assert_array_equal(result.kept[k], v)
+    assert sum(done) == result.points == spec.points and done == [5, 5, 2]
+
+
+def _predict_row(f: dict) -> dict:
+    """A sweep row computed through attnsim.predict and its report objects (the reference)."""
+    from attnsim.cli.options import BASELINES
+    from attnsim.predict_api import predict
+    from attnsim.spec import parse_dims
+    from attnsim.tiles import TilingRequest
+
+    r = predict(build_workload(f), build_pattern(f), f["hw"],
+                TilingRequest(parse_dims("q", f["q_tile"]), parse_dims("kv", f["kv_tile"]), f["policy"]),
+                BASELINES[f["baseline"]]())
+    s, c, p = r.speedup_vs_dense, r.pattern.counts, r.pattern
+    return {"pairs_per_head": c.pairs_per_head, "matmul_flops": c.flops.matmul, "exp": c.flops.exp,
+            "compulsory_bytes": c.bytes.compulsory, "bound_by": p.roofline.bound_by, "roofline_s": p.roofline.time_s,
+            "time_s": p.predicted_s, "baseline_time_s": r.dense.predicted_s, "speedup": s["predicted"],
+            "speedup_flop": s["flop"], "speedup_tile": s["tile"], "speedup_roofline": s["roofline"]}
+
+
+@pytest.mark.parametrize("name", sorted(FLAG_PAIRS))
+def test_tile_rows_equal_predict(name, monkeypatch):
+    """The sweep's lean tile-model rows (attnsim.sweep_tile) equal predict exactly: profiles that
+    permute tokens or tile in place, every phase, default and explicit tiles and policies, GQA."""
+    import attnsim.sweep_eval as sweep_eval
+
+    lean, tile_row = [], sweep_eval.tile_row
+    monkeypatch.setattr(sweep_eval, "tile_row", lambda *a: lean.append(tile_row(*a)) or lean[-1])
+    flags = {k: list(dict.fromkeys(v for v in (a.get(k), b.get(k)) if v is not None))
+             for a, b in [FLAG_PAIRS[name]] for k in a}
+    grid = {"level": "predict", "grid": {
+        "hw": ["H100-SXM", "A100-SXM4-80GB", "B200"], "pattern": name,
+        **{k: v if len(v) > 1 else v[0] for k, v in flags.items()},
+        "heads": [4, 6], "kv_heads": [2], "batch": [1, 3], "dtype": ["bf16", "fp8"],
+        "phase": ["fwd", "bwd", "fwd+bwd"] + ([] if name in GRID_PATTERNS else ["decode"]),
+        "baseline": ["dense", "causal"] if name not in GRID_PATTERNS else "dense",
+        **({"tokens": ["24x32", "16x40"], "q_tile": [None, "4x8"], "kv_tile": [None, "8x8"],
+            "policy": [None, "block-sparse", "dense"]} if name in GRID_PATTERNS else
+           {"seq": [512, 1000], "q_tile": [None, 64], "kv_tile": [None, 128], "policy": [None, "range"]})}}
+    spec = parse_spec(grid)
+    idx = np.random.default_rng(len(name)).choice(spec.points, 150, replace=False)  # of ~10k points
+    out = evaluate_chunk(spec, 0, 0, idx=idx)
+    valid = int((out["error"] == "").sum())
+    assert set(out["engine"]) == {"predict"} and valid > 15
+    assert sum(r is not None for r in lean) == valid  # every valid row took the lean path
+    for i, point in enumerate(idx):
+        f = flags_at(spec, dict(zip(spec.axes, np.unravel_index(point, spec.shape))))
+        try:
+            want = _predict_row(f)
+        except AttnsimError as err:
+            assert out["error"][i] == str(err)
+            continue
+        got = {k: out[k][i] for k in want}
+        assert got == {k: v if v is not None else got[k] for k, v in want.items()}, (i, f)
+
+
+def test_tile_rows_cover_the_gpu_tile_model_only():
+    from attnsim.hwmodels import load_profile
+    from attnsim.sweep_tile import covered
+
+    na, moba = build_pattern(_flags("neighborhood", FLAG_PAIRS["neighborhood"][0])), build_pattern(
+        {"pattern": "moba", "block_size": "64", "top_k": 2, "causal": "all"})
+    assert covered(na, load_profile("H100-SXM"))
+    assert not covered(moba, load_profile("H100-SXM"))          # multi-op: predict
+    assert not covered(na, load_profile("EPYC-2vCPU"))          # CPU (calibrated kernels): predict
+    assert not covered(na, load_profile("TPU-v4"))              # systolic stage model: predict

@@ -152,6 +152,8 @@ class Neighborhood(Pattern):
                 f"per dimension (e.g. {'x'.join(['8'] * rank)}) or a single value for all"
             )
         kind = bool if field == "causal" else int
+        if kind is int and all(type(v) is int and v > 0 for v in values):  # the common case, fast
+            return values
         for v in values:
             bad = not isinstance(v, kind) if kind is bool else (isinstance(v, bool) or not isinstance(v, int) or v <= 0)
             if bad:
