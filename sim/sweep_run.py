@@ -19,8 +19,9 @@ from .sweep_spec import SweepSpec
 
 CHUNK_POINTS = {"roofline": 1 << 18, "predict": 256}
 # A Dask task should run for seconds, so scheduling and result transfer stay small beside it.
-DASK_CHUNK_POINTS = {"roofline": 1 << 18, "predict": 2048}
+DASK_CHUNK_POINTS = {"roofline": 1 << 18, "predict": 8192}
 TOP = 10
+GRID_ORDER_POINTS = 1 << 16  # rows per chunk handed on after a pattern-major evaluation
 
 
 @dataclass
@@ -92,13 +93,14 @@ def _expand(spec: SweepSpec, idx: np.ndarray, compact: dict) -> dict:
     return cols
 
 
-def _in_grid_order(idx: np.ndarray, cols: dict, size: int):
+def _in_grid_order(idx: np.ndarray, cols: dict):
     """Columns computed for the grid indices ``idx`` (every point once), handed on as
-    (0, chunk) in grid order: progress was reported as they were computed."""
+    (0, chunk) in grid order (progress was reported as they were computed), in large chunks:
+    the consumer's per-chunk work (ranking, writing) is then vectorised over many rows."""
     order = np.argsort(idx, kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
-    for a in range(0, len(idx), size):
-        yield 0, {k: v[a:a + size] for k, v in cols.items()}
+    for a in range(0, len(idx), GRID_ORDER_POINTS):
+        yield 0, {k: v[a:a + GRID_ORDER_POINTS] for k, v in cols.items()}
 
 
 def _join(parts: list):
@@ -124,8 +126,7 @@ def local_chunks(spec: SweepSpec, size: int | None = None) -> Iterator[tuple[int
         parts.append((idx, evaluate_chunk(spec, start, stop, engine, idx)))
         yield stop - start, None
     yield from _in_grid_order(np.concatenate([p[0] for p in parts]),
-                              {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]},
-                              size or CHUNK_POINTS[spec.level])
+                              {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]})
 
 
 def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int | None = None):
@@ -136,8 +137,16 @@ def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int 
     except ImportError:
         raise AttnsimError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
     spans = chunks(spec, size or max(1, min(DASK_CHUNK_POINTS[spec.level], -(-spec.points // (8 * workers)))))
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None)
+    cluster = None
+    if not scheduler:
+        import dask
+
+        # Workers' statistical profiler and 20 ms event-loop tick take CPU from the sweep's tasks.
+        with dask.config.set({"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+                              "distributed.scheduler.work-stealing": False,
+                              "distributed.worker.memory.monitor-interval": "1s",
+                              "distributed.admin.system-monitor.interval": "2s"}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         client = Client(scheduler or cluster, timeout="30s")
     except OSError as err:
@@ -157,8 +166,7 @@ def dask_chunks(spec: SweepSpec, scheduler: str | None, workers: int, size: int 
             yield span_of[fut.key][1] - span_of[fut.key][0], None
         parts = [done[f.key] for f in futures]
         idx = np.concatenate([pattern_major(spec, a, b) for a, b in spans])
-        yield from _in_grid_order(idx, _expand(spec, idx, {k: _join([p[k] for p in parts]) for k in parts[0]}),
-                                  CHUNK_POINTS[spec.level])
+        yield from _in_grid_order(idx, _expand(spec, idx, {k: _join([p[k] for p in parts]) for k in parts[0]}))
     finally:
         client.close()
         if cluster is not None:
