@@ -15,8 +15,25 @@ def test_count_hunyuan_neighborhood(benchmark):
 
 
 def test_predict_hunyuan_neighborhood(benchmark):
+    """Repeated: the second and later calls find the tile histograms, the CTA schedule and the
+    per-tile costs memoised (what a sweep or an `attnsim model` run meets)."""
     wl = Workload.on_grid((30, 48, 80), heads=24, head_dim=128)
     benchmark(predict, wl, Neighborhood(window=(18, 24, 24)), HW)
+
+
+def _forget_memos():
+    from attnsim import tiles
+    from attnsim.hwmodels import profile, scheduling
+
+    for memo in (tiles._PREFIX, tiles._UNIQUE, tiles._SUMMARIES, scheduling._MAKESPANS, profile._DERIVED):
+        memo.clear()
+    tiles.axis_rows.cache_clear()
+
+
+def test_predict_hunyuan_neighborhood_first_time(benchmark):
+    """A problem met for the first time: every memo emptied before each call."""
+    wl = Workload.on_grid((30, 48, 80), heads=24, head_dim=128)
+    benchmark.pedantic(predict, (wl, Neighborhood(window=(18, 24, 24)), HW), setup=_forget_memos, rounds=50)
 
 
 def test_count_does_not_grow_with_n_squared(benchmark):
