@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from attnsim.counting import BWD_SOFTMAX_OPS_PER_PAIR, FWD_SOFTMAX_OPS_PER_PAIR, LSE_BYTES, Bytes, Counts
 from attnsim.tiles import TileCounts
-
 from attnsim.workload import Workload
 
 from .profile import Profile, derived

@@ -172,11 +172,6 @@ def _matmul_flops_per_pair(wl: Workload) -> int:
     return _flops(wl, 1).matmul
 
 
-@lru_cache(maxsize=4096)
-def _described(pattern: Pattern) -> str:
-    return pattern.describe()  # a sweep counts each pattern with its baseline, both described
-
-
 def _executed_flops(wl: Workload, graph, flops: Flops, pairs: int, visited_pairs: int) -> int:
     """Matmul FLOPs with every (query, key) slot of the visited tiles computed, masked or not."""
     if graph is None:  # matmul FLOPs of one pair in every head, times the visited slots
@@ -208,7 +203,7 @@ def count(wl: Workload, pattern: Pattern, tiling: Tiling | None = None) -> Count
                       executed=_executed_flops(wl, graph, flops, pairs, tiles.visited_pairs))
         notes = [POLICY_NOTES[tiles.policy]]
     return Counts(
-        workload=wl, pattern=_described(pattern), pairs_per_head=pairs,
+        workload=wl, pattern=pattern.describe(), pairs_per_head=pairs,
         dense_pairs_per_head=dense_pairs, touched_keys=touched,
         flops=flops, bytes=bytes_,
         assumptions=tuple(ASSUMPTIONS + pattern.assumptions(wl) + notes), tiles=tiles,
