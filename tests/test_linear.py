@@ -138,3 +138,11 @@ def test_linear_backward_bytes_by_hand():
     c = count(wl, Linear())
     assert c.bytes.compulsory == 7 * 4096 * 16 * 64 * 2
     assert set(c.bytes.by_tensor) == {"q", "k", "v", "do", "dq", "dk", "dv"}
+
+
+@given(n=st.integers(1, 5000), chunk=st.integers(1, 700))
+def test_chunk_squares_equal_the_chunks_counted_one_by_one(n, chunk):
+    from attnsim.patterns.linear import chunk_squares
+
+    lengths = [min(chunk, n - start) for start in range(0, n, chunk)]
+    assert sum(lengths) == n and chunk_squares(n, chunk) == sum(c * c for c in lengths)

@@ -75,8 +75,10 @@ class Linear(Pattern):
         return build_graph(phase_ops(wl, lambda training: linear_ops(self, wl), lambda: linear_backward(self, wl)))
 
 
-def chunk_lengths(n: int, chunk: int) -> list[int]:
-    return [min(chunk, n - start) for start in range(0, n, chunk)]
+def chunk_squares(n: int, chunk: int) -> int:
+    """Sum of the squared chunk lengths of n tokens cut in chunks of ``chunk`` (the last one
+    n mod chunk): full C x C intra-chunk products, O(1) for sweeps over long sequences."""
+    return (n // chunk) * chunk * chunk + (n % chunk) ** 2
 
 
 def linear_ops(p: Linear, wl: Workload) -> list[Op]:
@@ -102,8 +104,7 @@ def linear_ops(p: Linear, wl: Workload) -> list[Op]:
                    reads={"phi_qk": 0, "v": v}, writes={"h": 0}),
                 Op("readout", "linear", matmul_flops=2 * bh * n * d * dv, side="qk",
                    reads={"h": 0}, writes={"o": o})]
-    lengths = chunk_lengths(n, p.chunk)
-    squares = sum(c * c for c in lengths)
+    squares = chunk_squares(n, p.chunk)
     return [feature,
             Op("intra_qk", "linear", matmul_flops=2 * bh * squares * d, side="qk",
                reads={"phi_qk": 0}, writes={"s": 0}),
@@ -137,7 +138,7 @@ def linear_backward(p: Linear, wl: Workload) -> list[Op]:
             Op("bwd_dk", kernel, matmul_flops=state, side="qk", reads={"v": v, "dh": 0}, writes={"dphi_k": 0}),
             Op("bwd_dv", kernel, matmul_flops=state, side="pv", reads={"phi_qk": 0, "dh": 0}, writes={"dv": v}),
             last]
-    squares = bh * sum(c * c for c in chunk_lengths(n, p.chunk))  # full C x C products per chunk
+    squares = bh * chunk_squares(n, p.chunk)  # full C x C products per chunk
     return first + [
         # chunk_bwd_kernel_dqkwg: dS = dO V^T (masked), dQ = dS K + dO H^T, dK = dS^T Q + V dH^T
         Op("bwd_intra_ds", kernel, matmul_flops=2 * squares * dv, side="pv", other_flops=squares,

@@ -46,15 +46,17 @@ def build_graph(ops: list[Op]) -> nx.DiGraph:
                 graph.add_edge(writer[tensor], op.name, tensor=tensor)
         for tensor in op.writes:
             writer[tensor] = op.name
-    if not nx.is_directed_acyclic_graph(graph):  # pragma: no cover - construction is ordered
-        raise ValueError("op graph has a cycle")
+    # counting asks for the ops in order several times per graph: sort once (graphs are not
+    # changed after they are built); the sort also proves the graph acyclic
+    try:
+        graph.graph["ops"] = tuple(graph.nodes[n]["op"] for n in nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:  # pragma: no cover - construction is ordered
+        raise ValueError("op graph has a cycle") from None
     return graph
 
 
 def ops_of(graph: nx.DiGraph) -> list[Op]:
-    import networkx as nx
-
-    return [graph.nodes[n]["op"] for n in nx.topological_sort(graph)]
+    return list(graph.graph["ops"])
 
 
 def tensor_bytes(graph: nx.DiGraph) -> tuple[dict[str, int], dict[str, int]]:
