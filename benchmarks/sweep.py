@@ -8,7 +8,8 @@
 3. tile-level (predict) sweep of GNA configurations on HunyuanVideo's 30x48x80 grid, each run
    in a fresh process (target: 1e4 configurations < 2 s);
 4. that tile-level sweep on a local Dask cluster with 2 worker processes vs one process
-   (target >= 1.6x).
+   (target >= 1.6x);
+5. roofline sweeps of multi-op patterns, which the exact engine prices one point at a time.
 """
 from __future__ import annotations
 
@@ -116,8 +117,24 @@ def main() -> None:
           f"{os.cpu_count()}")
 
 
+def exact_engine_rates() -> None:
+    """Roofline sweeps of multi-op patterns: no complete closed form, so the exact engine counts
+    and prices each point (docs/sweeps.md)."""
+    grids = {"moba": {"block_size": ["256", "512", "1024"], "top_k": [2, 3, 4, 8]},
+             "mla": {"kv_lora_rank": [256, 512]}, "linear": {"chunk": [64, 128]}}
+    rates = {}
+    for pattern, extra in grids.items():
+        spec = parse_spec({"grid": {"pattern": pattern, **extra, "heads": [8, 16, 32, 64], "batch": [1, 2, 4, 8],
+                                    "seq": {"from": 4096, "to": 65536, "step": 4096}}})
+        run_sweep(parse_spec({"grid": {"pattern": pattern, "seq": 4096}}))  # first-call caches
+        seconds, result = timed(lambda: run_sweep(spec))
+        rates[pattern] = f"{result.points / seconds:,.0f}/s on {result.points:,} points"
+    print(f"5. roofline sweeps of multi-op patterns (exact engine, one point at a time): {rates}")
+
+
 if __name__ == "__main__":
     if "--gna-once" in sys.argv:
         print(gna_once()[0])
     else:
         main()
+        exact_engine_rates()
