@@ -9,7 +9,7 @@
    in a fresh process (target: 1e4 configurations < 2 s);
 4. that tile-level sweep on a local Dask cluster with 2 worker processes vs one process
    (target >= 1.6x);
-5. roofline sweeps of multi-op patterns, which the exact engine prices one point at a time.
+5. roofline sweeps of multi-op patterns: MLA and linear attention vectorised, MoBA exact.
 """
 from __future__ import annotations
 
@@ -117,19 +117,23 @@ def main() -> None:
           f"{os.cpu_count()}")
 
 
-def exact_engine_rates() -> None:
-    """Roofline sweeps of multi-op patterns: no complete closed form, so the exact engine counts
-    and prices each point (docs/sweeps.md)."""
-    grids = {"moba": {"block_size": ["256", "512", "1024"], "top_k": [2, 3, 4, 8]},
-             "mla": {"kv_lora_rank": [256, 512]}, "linear": {"chunk": [64, 128]}}
+def multi_op_rates() -> None:
+    """Roofline sweeps of multi-op patterns: MLA and linear attention have complete closed forms
+    (vector engine); MoBA's lack the other softmax FLOPs and kernel counts (exact engine, one
+    point at a time)."""
+    long = {"seq": {"from": 4096, "to": 524288, "step": 4096}, "heads": [8, 16, 24, 32, 48, 64, 96, 128],
+            "batch": [1, 2, 3, 4, 6, 8, 12, 16], "phase": ["fwd", "bwd", "fwd+bwd", "decode"]}
+    grids = {"moba": {"block_size": ["256", "512", "1024"], "top_k": [2, 3, 4, 8], "heads": [8, 16, 32, 64],
+                      "batch": [1, 2, 4, 8], "seq": {"from": 4096, "to": 65536, "step": 4096}},
+             "mla": {"kv_lora_rank": [256, 512], "rope_dim": [32, 64], "head_dim": 192, **long},
+             "linear": {"chunk": [64, 128], "causal": ["all", "0"], **long}}
     rates = {}
-    for pattern, extra in grids.items():
-        spec = parse_spec({"grid": {"pattern": pattern, **extra, "heads": [8, 16, 32, 64], "batch": [1, 2, 4, 8],
-                                    "seq": {"from": 4096, "to": 65536, "step": 4096}}})
+    for pattern, grid in grids.items():
+        spec = parse_spec({"grid": {"pattern": pattern, **grid}})
         run_sweep(parse_spec({"grid": {"pattern": pattern, "seq": 4096}}))  # first-call caches
         seconds, result = timed(lambda: run_sweep(spec))
-        rates[pattern] = f"{result.points / seconds:,.0f}/s on {result.points:,} points"
-    print(f"5. roofline sweeps of multi-op patterns (exact engine, one point at a time): {rates}")
+        rates[pattern] = f"{result.points / seconds:,.0f}/s on {result.points:,} points {dict(result.engines)}"
+    print(f"5. roofline sweeps of multi-op patterns: {rates}")
 
 
 if __name__ == "__main__":
@@ -137,4 +141,4 @@ if __name__ == "__main__":
         print(gna_once()[0])
     else:
         main()
-        exact_engine_rates()
+        multi_op_rates()

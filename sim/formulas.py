@@ -22,6 +22,7 @@ from .errors import PatternError
 from .patterns import MLA, Causal, Dense, Linear, Neighborhood, Pattern, Sliding
 from .workload import Workload
 from .patterns.opgraph import LSE_BYTES
+from .counting import BWD_SOFTMAX_OPS_PER_PAIR, FWD_SOFTMAX_OPS_PER_PAIR
 
 PHASES = ("fwd", "decode", "bwd", "fwd+bwd")
 
@@ -102,6 +103,22 @@ def _mla_ops(s, p: MLA, phase: str, pairs):
     return {**fwd, **bwd}, fwd_bytes + kept + bwd_bytes
 
 
+def _mla_other(s, p: MLA, phase: str, pairs) -> dict:
+    """Non-matmul, non-exp FLOPs and kernel launches of MLA's op graph (attnsim.patterns.mla):
+    scale, max, subtract and sum per score and the output rescale (Dv, or r when absorbed) per
+    row forward; FlashAttention-2's delta pre-pass, recompute and dS per score backward."""
+    import sympy as sp
+
+    b, h, n, dv, r = (s[k] for k in ("B", "H", "N", "Dv", "r"))
+    scores, rows = b * h * pairs, b * h * n
+    if p.mode == "absorbed" or (p.mode == "auto" and phase == "decode"):
+        return {"softmax_other": sp.factor(FWD_SOFTMAX_OPS_PER_PAIR * scores + rows * r), "kernels": sp.Integer(2)}
+    fwd = FWD_SOFTMAX_OPS_PER_PAIR * scores + rows * dv  # kernels: decompress, attention
+    bwd = BWD_SOFTMAX_OPS_PER_PAIR * scores + 2 * rows * dv  # delta, attention, dq convert, dgrad, wgrad
+    other, kernels = {"fwd": (fwd, 2), "decode": (fwd, 2), "bwd": (bwd, 5), "fwd+bwd": (fwd + bwd, 7)}[phase]
+    return {"softmax_other": sp.factor(other), "kernels": sp.Integer(kernels)}
+
+
 def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
     """Closed forms of pairs per head, matmul FLOPs, exponentials and compulsory bytes."""
     if phase not in PHASES:
@@ -122,6 +139,7 @@ def formula(pattern: Pattern, phase: str = "fwd", rank: int = 1) -> Formula:
         exprs["matmul_flops"] = sp.factor(sum(ops.values()))
         exprs["exp"] = sp.factor((2 if phase == "fwd+bwd" else 1) * heads * pairs)
         exprs["compulsory_bytes"] = sp.factor(compulsory)
+        exprs.update(_mla_other(s, pattern, phase, pairs))
         return Formula(pattern.name, phase, exprs, _used(exprs), assumes)
     qk, pv = 2 * heads * pairs * d, 2 * heads * pairs * dv
     q, kv, o = e * b * h * n * d, e * b * hkv * m * (d + dv), eo * b * h * n * dv
@@ -158,8 +176,16 @@ def _linear_formula(sp, s, p: Linear, phase: str, pairs, assumes) -> Formula:
         "bwd": (bwd, 2 * inputs + out),  # reads Q, K, V, dO (no O: no softmax), writes dQ, dK, dV
         "fwd+bwd": (fwd + bwd, 3 * inputs + 2 * out),
     }[phase]
+    # non-matmul FLOPs (attnsim.patterns.linear): the feature map on Q and K, the causal mask of
+    # each C x C block and the inter-chunk add; backward: feature map and its gradient, and
+    # causal: two masks per block and the inter-chunk adds of dQ, dK, dV
+    bh = b * h
+    fwd_other = bh * (n + keys) * d + (bh * squares + bh * n * dv if p.causal and phase != "decode" else 0)
+    bwd_other = 4 * bh * n * d + (2 * bh * squares + 2 * bh * n * d + bh * n * dv if p.causal else 0)
+    other, kernels = {"fwd": (fwd_other, 1), "decode": (fwd_other, 1), "bwd": (bwd_other, 1),
+                      "fwd+bwd": (fwd_other + bwd_other, 2)}[phase]
     exprs = {"pairs_per_head": sp.factor(pairs), "matmul_flops": matmul, "exp": sp.Integer(0),
-             "compulsory_bytes": sp.factor(compulsory)}
+             "compulsory_bytes": sp.factor(compulsory), "softmax_other": other, "kernels": sp.Integer(kernels)}
     return Formula(p.name, phase, exprs, _used(exprs), assumes)
 
 

@@ -156,17 +156,23 @@ ROW_ASSUMPTIONS = {
 }
 
 
+QUANTITIES = ("pairs_per_head", "matmul_flops", "exp", "compulsory_bytes")
+OP_QUANTITIES = ("softmax_other", "kernels")  # what a multi-op pattern's form must add
+
+
 def _form(key: tuple, phase: str, rank: int, rep: Pattern):
     """(lambdified forms by quantity) of the pattern form ``key`` (``rep``: any pattern of that
-    form); None when it has none."""
+    form); None when it has none. A single fused mask kernel needs the four QUANTITIES (its
+    other softmax FLOPs and launches follow the mask rule); a multi-op pattern's form must also
+    give its other FLOPs and kernel count (MLA, linear attention)."""
     if (key, phase, rank) not in _FORMS:
+        need = QUANTITIES if vectorisable(rep) else QUANTITIES + OP_QUANTITIES
         try:
             f = formula(rep, phase, rank)
             checks = tuple(a for a in f.assumes if "checks)" not in a)  # "(as --pattern X checks)": check() did
-            _FORMS[key, phase, rank] = None if any(a not in ROW_ASSUMPTIONS for a in checks) else {
-                "exprs": {q: _lambdified(f.exprs[q]) for q in ("pairs_per_head", "matmul_flops", "exp",
-                                                                "compulsory_bytes")},
-                "assumes": checks}
+            usable = all(q in f.exprs for q in need) and all(a in ROW_ASSUMPTIONS for a in checks)
+            _FORMS[key, phase, rank] = {"exprs": {q: _lambdified(f.exprs[q]) for q in need},
+                                        "assumes": checks} if usable else None
         except AttnsimError:
             _FORMS[key, phase, rank] = None
     return _FORMS[key, phase, rank]
@@ -190,7 +196,7 @@ def softmax_other(phase: str, b, h, n, dv, pairs) -> np.ndarray:
 
 def roofline_arrays(hw, dtype: str, phase: str, q: dict, b, h, n, dv) -> tuple[np.ndarray, np.ndarray]:
     """(binding roof's time, index of the binding roof) per row, as hwmodels.roofline.roofs."""
-    other = softmax_other(phase, b, h, n, dv, q["pairs_per_head"])
+    other = q["softmax_other"] if "softmax_other" in q else softmax_other(phase, b, h, n, dv, q["pairs_per_head"])
     matmul_s = q["matmul_flops"] / hw.matmul_peak(dtype)
     exp_s = q["exp"] / hw.get("exp_per_s")
     other_s = other / hw.get("vector_flops_per_s")
@@ -351,7 +357,7 @@ def _vector_group(spec, engine: VectorEngine, co, rows, shape_axes, out) -> bool
         return True
     hw = profile(f0["hw"])
     rank = len(parse_dims("--tokens", f0["tokens"])) if f0["tokens"] is not None else 1
-    forms = _form(form_key(pattern), f0["phase"], rank, pattern) if vectorisable(pattern) else None
+    forms = _form(form_key(pattern), f0["phase"], rank, pattern)
     base_forms = _form(form_key(base), f0["phase"], rank, base)
     if forms is None or base_forms is None or hw.kind not in ROOFS:
         return False
@@ -389,13 +395,14 @@ def _vector_group(spec, engine: VectorEngine, co, rows, shape_axes, out) -> bool
     args = (hw, f0["dtype"], f0["phase"])
     roof, bound = roofline_arrays(*args, q, wsel["B"], wsel["H"], wsel["N"], wsel["Dv"])
     roof_b, _ = roofline_arrays(*args, qb, wsel["B"], wsel["H"], wsel["N"], wsel["Dv"])
-    launch = KERNELS_PER_PHASE[f0["phase"]] * hw.get("launch_overhead_s")
+    launch_b = KERNELS_PER_PHASE[f0["phase"]] * hw.get("launch_overhead_s")
+    launch = q["kernels"] * hw.get("launch_overhead_s") if "kernels" in q else launch_b
     out["engine"][sel] = "vector"
-    for k in ("pairs_per_head", "matmul_flops", "exp", "compulsory_bytes"):
+    for k in QUANTITIES:
         out[k][sel] = q[k]
     out["bound_by"][sel] = np.asarray(ROOFS[hw.kind], dtype=object)[bound]
-    out["roofline_s"][sel], out["time_s"][sel], out["baseline_time_s"][sel] = roof, roof + launch, roof_b + launch
-    out["speedup"][sel] = (roof_b + launch) / (roof + launch)
+    out["roofline_s"][sel], out["time_s"][sel], out["baseline_time_s"][sel] = roof, roof + launch, roof_b + launch_b
+    out["speedup"][sel] = (roof_b + launch_b) / (roof + launch)
     with np.errstate(divide="ignore"):
         out["speedup_flop"][sel] = np.where(q["matmul_flops"] > 0, qb["matmul_flops"] / q["matmul_flops"], np.inf)
     return True

@@ -18,4 +18,7 @@ def assert_forms_match(got: dict, exact) -> dict:
     assert got["matmul_flops"] == pytest.approx(exact.flops.matmul, rel=1e-12)
     assert got["exp"] == pytest.approx(exact.flops.exp, rel=1e-12)
     assert got["compulsory_bytes"] == pytest.approx(exact.bytes.compulsory, rel=1e-12)
+    if "softmax_other" in got:  # multi-op forms the vectorised sweep can price (MLA, linear)
+        assert got["softmax_other"] == pytest.approx(exact.flops.softmax_other, rel=1e-12)
+        assert got["kernels"] == len(exact.kernels)
     return got

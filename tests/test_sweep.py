@@ -27,6 +27,12 @@ FLAG_PAIRS = {
     "power": ({"block_size": "32", "window_blocks": 1, "sink_blocks": 0},
               {"block_size": "16", "window_blocks": 3, "sink_blocks": 2}),
 }
+# Multi-op patterns whose closed forms also give the other softmax FLOPs and kernel count.
+OP_FLAG_PAIRS = {
+    "mla": ({"kv_lora_rank": 32, "rope_dim": 16, "causal": "all", "mla_mode": "auto"},
+            {"kv_lora_rank": 48, "rope_dim": 8, "causal": "all", "mla_mode": "auto"}),
+    "linear": ({"chunk": 16, "causal": "all"}, {"chunk": 7, "causal": "all"}),
+}
 NOT_SWEPT = {"graph": "its edges come from a file: one pattern per file, nothing numeric to sweep"}
 GRID_PATTERNS = {"neighborhood", "swin", "halo", "sliding-tile"}
 
@@ -45,12 +51,12 @@ def test_every_vectorisable_pattern_is_covered():
     assert vector == set(FLAG_PAIRS) | set(NOT_SWEPT)
 
 
-@pytest.mark.parametrize("name", sorted(FLAG_PAIRS))
+@pytest.mark.parametrize("name", sorted(FLAG_PAIRS) + sorted(OP_FLAG_PAIRS))
 @pytest.mark.parametrize("phase", ["fwd", "bwd", "fwd+bwd"])
 def test_form_key_decides_the_form(name, phase):
     """The vectorised engine computes one closed form per form key: prove that numbers never
     change a form's expressions."""
-    p1, p2 = (build_pattern(_flags(name, f)) for f in FLAG_PAIRS[name])
+    p1, p2 = (build_pattern(_flags(name, f)) for f in {**FLAG_PAIRS, **OP_FLAG_PAIRS}[name])
     assert form_key(p1) == form_key(p2)
     rank = 2 if name in GRID_PATTERNS else 1
     assert formula(p1, phase, rank).exprs == formula(p2, phase, rank).exprs
@@ -96,6 +102,22 @@ def test_vectorised_equals_exact(name):
         grid["causal"] = flags["causal"]
     out = _assert_rows_equal(parse_spec({"grid": grid}))
     assert (out["engine"] == "vector").sum() > 0 and (out["error"] == "").sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(OP_FLAG_PAIRS))
+def test_multi_op_forms_vectorise_and_equal_exact(name):
+    """MLA and linear attention: the vector engine prices them from their forms (other softmax
+    FLOPs and kernel launches included) and every row equals the exact count and price."""
+    a, b = OP_FLAG_PAIRS[name]
+    grid = {"hw": ["H100-SXM", "EPYC-2vCPU"], "dtype": ["bf16", "fp32"], "pattern": name,
+            **{k: list(dict.fromkeys((a[k], b[k]))) if a[k] != b[k] else a[k] for k in a},
+            "causal": ["all", "0"], "heads": [4, 6], "kv_heads": [2, 3], "batch": [1, 3],
+            "phase": ["fwd", "bwd", "fwd+bwd", "decode"], "seq": [512, 1000], "decode_tokens": [1, 5],
+            "head_dim": 64}
+    if name == "mla":
+        grid["mla_mode"] = ["auto", "up-project", "absorbed"]
+    out = _assert_rows_equal(parse_spec({"grid": grid}))
+    assert (out["engine"] == "vector").sum() > len(out["engine"]) // 4 and (out["error"] == "").sum() > 0
 
 
 @settings(max_examples=25, deadline=None)
