@@ -2,12 +2,14 @@
 
 *Roofline level*: rows whose pattern has a complete closed form (a single fused mask kernel:
 pairs, matmul FLOPs, exponentials and compulsory bytes from ``attnsim.formulas``, the other
-softmax FLOPs and launches from the mask-kernel rule of ``attnsim.counting``) are evaluated as
+softmax FLOPs and launches from the mask-kernel rule of ``attnsim.counting``; or a multi-op
+pattern whose form also gives those two, MLA and linear attention) are evaluated as
 numpy arrays from the lambdified sympy forms, grouped by everything that changes a form's shape
 (pattern type and its non-numeric flags, phase, grid rank, dtype, hardware). Validity checks and
 the pattern's own symbol values are computed once per distinct (pattern, lengths, head dims),
-not per row. Every other row (multi-op patterns, forms with no closed form, systolic/optical
-targets) runs the exact count and price, one config at a time — same numbers, slower.
+not per row. Every other row (other multi-op patterns, forms with no closed form,
+systolic/optical targets) runs the exact count and price, one config at a time — same numbers,
+slower.
 
 *Predict level*: every row gets ``attnsim.predict``'s numbers (tile counts, tile-level or
 calibrated kernel model), as the CLI would; rows the GPU tile model prices compute only the
