@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnsim.errors import ProfileError
-from attnsim.shipped import shipped_files
+from attnsim.shipped import shipped_files, shipped_or_file
 
 from .profile import NAME_RE, Quantity, _quantity, read_strict_yaml
 
@@ -94,11 +94,9 @@ def load_interconnect(name_or_path: str, flag: str = "--intra") -> Interconnect:
     """A shipped interconnect by name (case-insensitive), or any interconnect file by path;
     ``flag`` is the CLI option named in the error when neither exists."""
     shipped = shipped_interconnect_paths()
-    by_lower = {k.lower(): v for k, v in shipped.items()}
-    if name_or_path.lower() in by_lower:
-        return load_interconnect_file(by_lower[name_or_path.lower()])
-    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
-        return load_interconnect_file(name_or_path)
+    path = shipped_or_file(name_or_path, shipped)
+    if path is not None:
+        return load_interconnect_file(path)
     raise ProfileError(f"{flag} {name_or_path!r}: no such interconnect; use a YAML file path or one of "
                        f"{', '.join(sorted(shipped))}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from attnsim.errors import PricingError, ProfileError
-from attnsim.shipped import shipped_files
+from attnsim.shipped import shipped_files, shipped_or_file
 
 from .schema import (FRACTION_FIELDS, KINDS, MATMUL_DTYPES, MATMUL_FAMILY, MATMUL_FIELD,
                      NATTEN_TILES_FIELD, QUANTITY_FIELDS, QUANTITY_KEYS, SCHEMA_VERSION,
@@ -212,11 +212,9 @@ def shipped_profile_paths() -> dict[str, Path]:
 def load_profile(name_or_path: str) -> Profile:
     """A shipped profile by name (case-insensitive), or any profile file by path."""
     shipped = shipped_profile_paths()
-    by_lower = {k.lower(): v for k, v in shipped.items()}
-    if name_or_path.lower() in by_lower:
-        return load_profile_file(by_lower[name_or_path.lower()])
-    if name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
-        return load_profile_file(name_or_path)
+    path = shipped_or_file(name_or_path, shipped)
+    if path is not None:
+        return load_profile_file(path)
     raise ProfileError(f"--hw {name_or_path!r}: no such profile; use a YAML file path or one of "
                        f"{', '.join(sorted(shipped))} (attnsim hw list)")
 

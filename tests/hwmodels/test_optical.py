@@ -141,15 +141,19 @@ def _cell(values, side):
     return cell.reshape(side, side)
 
 
+def _square_device(width: int, height: int):
+    """A tiny profile whose modulator, filter and detector are all ``width x height`` pixels."""
+    return tiny(modulator_width_pixels=width, modulator_height_pixels=height, filter_width_pixels=width,
+                filter_height_pixels=height, detector_width_pixels=width, detector_height_pixels=height)
+
+
 layouts = st.tuples(st.integers(2, 40), st.integers(2, 40), st.integers(1, 16), st.integers(0, 2 ** 16))
 
 
 @given(layouts)
 def test_qk_layout_puts_every_score_in_its_own_detector_cell(case):
     width, height, dim, seed = case
-    hw = tiny(modulator_width_pixels=width, modulator_height_pixels=height, filter_width_pixels=width,
-              filter_height_pixels=height, detector_width_pixels=width, detector_height_pixels=height)
-    side = int(np.ceil(np.sqrt(dim)))
+    hw, side = _square_device(width, height), int(np.ceil(np.sqrt(dim)))
     if width < side or height < side:
         with pytest.raises(PricingError, match="aperture"):
             cell_layout(hw, "qk", dim)
@@ -171,9 +175,7 @@ def test_qk_layout_puts_every_score_in_its_own_detector_cell(case):
 @given(layouts)
 def test_pv_layout_sums_weighted_values_in_one_cell_per_query(case):
     width, height, dim, seed = case
-    hw = tiny(modulator_width_pixels=width, modulator_height_pixels=height, filter_width_pixels=width,
-              filter_height_pixels=height, detector_width_pixels=width, detector_height_pixels=height)
-    side = int(np.ceil(np.sqrt(dim)))
+    hw, side = _square_device(width, height), int(np.ceil(np.sqrt(dim)))
     if width < side or height < side:
         return
     keys, rows, _ = cell_layout(hw, "pv", dim)
